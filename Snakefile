@@ -1,0 +1,21 @@
+# metalr: the whole reproduction. `snakemake --cores all --configfile config/quick.yaml`
+# Rules are thin: each calls the `metalr` CLI. The config is validated before any job is planned.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,29 @@
+"""ANIL (Raghu et al. 2019): the inner loop adapts only the linear head.
+
+The features do not change during adaptation, so they are computed once per task for the support
+and the query set; the meta-gradient is second order through the head updates and reaches the
+feature extractor through those features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metalr.algorithms.base import Task, TaskResult, score
+from metalr.algorithms.inner import adapt
+from metalr.models import conv4
+from metalr.steprules.base import Params, StepRule
+
+
+@dataclass(frozen=True)
+class ANIL:
+    name: str = "anil"
+    first_order: bool = False
+
+    def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
+                    training: bool) -> TaskResult:
+        head = {k: params[k] for k in conv4.head_keys(params)}
+        support_features = conv4.features(params, task.xs)
+        query_features = conv4.features(params, task.xq)
+        first_order = self.first_order or not training
+        adapted, rates = adapt(conv4.head, head, list(head), support_features, task.ys, rule, meta, steps, first_order)
+        return score(conv4.head(adapted, query_features), task.yq, rates)

@@ -1,0 +1,40 @@
+"""What an algorithm computes for one task, and the interface algorithms share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from metalr.steprules.base import Params, StepRule
+
+
+@dataclass(frozen=True)
+class Task:
+    """One N-way episode: support (xs, ys) and query (xq, yq); labels are 0..N-1."""
+
+    xs: torch.Tensor
+    ys: torch.Tensor
+    xq: torch.Tensor
+    yq: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    query_loss: torch.Tensor  # scalar, differentiable w.r.t. the initialisation (and rule meta-params)
+    query_accuracy: torch.Tensor  # scalar in [0, 1]
+    rates: torch.Tensor  # step size used at each inner step
+
+
+class Algorithm(Protocol):
+    name: str
+
+    def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
+                    training: bool) -> TaskResult:
+        """Adapt to the task's support set, then score the query set."""
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor, rates: torch.Tensor) -> TaskResult:
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    accuracy = (logits.argmax(dim=-1) == labels).to(logits.dtype).mean()
+    return TaskResult(query_loss=loss, query_accuracy=accuracy.detach(), rates=rates.detach())

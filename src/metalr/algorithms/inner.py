@@ -1,0 +1,41 @@
+"""The inner loop, shared by every algorithm, by training and by evaluation.
+
+``adapt`` is a pure function of a dict of tensors. Gradients come from ``torch.func.grad``, so the
+same code runs per task, under ``torch.func.vmap`` and under outer autograd (second order). First
+order is one switch: the inner gradients are detached, so the adapted parameters depend on the
+initialisation only through the identity path.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from metalr.steprules.base import Params, StepRule, SupportState
+
+Predict = Callable[[Params, torch.Tensor], torch.Tensor]
+
+
+def adapt(predict: Predict, params: Params, adapt_keys: list[str], x: torch.Tensor, y: torch.Tensor,
+          rule: StepRule, meta: Params, steps: int, first_order: bool) -> tuple[Params, torch.Tensor]:
+    """Run ``steps`` inner updates of the ``adapt_keys`` entries on the support set (x, y).
+
+    Returns the adapted parameters (all keys) and the step size of every step (a 1-D tensor).
+    """
+    fixed = {k: v for k, v in params.items() if k not in adapt_keys}
+    fast = {k: params[k] for k in adapt_keys}
+
+    def support_loss(fast_params: Params) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        logits = predict({**fixed, **fast_params}, x)
+        loss = F.cross_entropy(logits, y)
+        return loss, (loss, logits)
+
+    rates = []
+    for step in range(steps):
+        grads, (loss, logits) = torch.func.grad(support_loss, has_aux=True)(fast)
+        if first_order:
+            grads = {k: g.detach() for k, g in grads.items()}
+        fast, rate = rule.step(meta, fast, grads, step, SupportState(logits=logits, labels=y, loss=loss))
+        rates.append(rate)
+    return {**fixed, **fast}, torch.stack(rates)

@@ -1,0 +1,22 @@
+"""MAML (Finn et al. 2017): adapt every parameter; the meta-gradient is exact (second order)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metalr.algorithms.base import Task, TaskResult, score
+from metalr.algorithms.inner import adapt
+from metalr.models import conv4
+from metalr.steprules.base import Params, StepRule
+
+
+@dataclass(frozen=True)
+class MAML:
+    name: str = "maml"
+    first_order: bool = False
+
+    def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
+                    training: bool) -> TaskResult:
+        # Outside training no meta-gradient is taken, so building the second-order graph is waste.
+        first_order = self.first_order or not training
+        adapted, rates = adapt(conv4.forward, params, list(params), task.xs, task.ys, rule, meta, steps, first_order)
+        return score(conv4.forward(adapted, task.xq), task.yq, rates)

@@ -1,0 +1,185 @@
+"""`metalr <stage>`: the command-line entry point that Snakemake rules and DVC stages call."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from metalr import config as config_mod
+from metalr import paths
+
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (config_mod.ConfigError,)
+
+
+def _load(args: argparse.Namespace) -> dict:
+    return config_mod.load([config_mod.DEFAULT_CONFIG, *args.configfile])
+
+
+def _run(cfg: dict, run_id: str) -> config_mod.Run:
+    run = config_mod.Run.parse(run_id)
+    config_mod.check_run_in_grid(cfg, run)
+    return run
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    cfg = _load(args)
+    runs = config_mod.grid_runs(cfg)
+    print(f"config OK: experiment {cfg['experiment']!r}, {len(runs)} runs")
+    for run in runs:
+        print(f"  {run.run_id}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from metalr.data.prepare import prepare
+    from metalr.data.registry import DATASETS, dataset_dir
+
+    cfg = _load(args)
+    if args.dataset not in DATASETS:
+        raise config_mod.ConfigError(f"unknown dataset {args.dataset!r}; valid: {sorted(DATASETS)}")
+    out = Path(args.out) if args.out else dataset_dir(cfg, args.dataset)
+    manifest = prepare(cfg, args.dataset, out)
+    counts = {split: len(meta["classes"]) for split, meta in manifest["splits"].items()}
+    print(f"{args.dataset}: classes per split {counts} -> {out}")
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    from metalr import io
+    from metalr.data.arrays import MANIFEST, load_split
+    from metalr.data.episodes import make_task_list
+    from metalr.data.registry import dataset_dir
+
+    cfg = _load(args)
+    ecfg = cfg["evaluate"]
+    data_dir = dataset_dir(cfg, args.dataset)
+    split = load_split(data_dir, ecfg["split"])
+    task_list = make_task_list(
+        split, dataset=args.dataset, split_name=ecfg["split"], ways=args.ways, shots=args.shots,
+        queries=ecfg["queries"], tasks=ecfg["tasks"], seed=ecfg["task_seed"],
+        source_manifest_sha256=io.sha256_file(data_dir / MANIFEST))
+    out = Path(args.out) if args.out else paths.tasks_file(cfg, args.dataset, args.ways, args.shots)
+    io.write_json(out, task_list)
+    print(f"{len(task_list['episodes'])} tasks, sha256 {task_list['sha256'][:12]} -> {out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from metalr.data.registry import dataset_dir
+    from metalr.train.loop import train
+
+    cfg = _load(args)
+    run = _run(cfg, args.run)
+    out_dir = Path(args.out_dir) if args.out_dir else paths.model_dir(cfg, run)
+    log = train(cfg, run, dataset_dir(cfg, run.dataset), out_dir, paths.checkpoint_file(cfg, run),
+                progress=not args.no_progress)
+    print(f"{run.run_id}: final query accuracy (last {log['log_every']} iterations) "
+          f"{log['query_accuracy'][-1]:.3f} -> {out_dir}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from metalr.data.registry import dataset_dir
+    from metalr.evaluate.evaluate import evaluate
+    from metalr.train.loop import MODEL_FILE
+
+    cfg = _load(args)
+    run = _run(cfg, args.run)
+    model = Path(args.model) if args.model else paths.model_dir(cfg, run) / MODEL_FILE
+    tasks = Path(args.tasks) if args.tasks else paths.tasks_file(cfg, run.dataset, run.ways, run.shots)
+    out = Path(args.out) if args.out else paths.metrics_file(cfg, run)
+    metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, run.dataset), out, progress=not args.no_progress)
+    acc = metrics["accuracy"]
+    print(f"{run.run_id}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
+          f"over {acc['n_tasks']} tasks -> {out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from metalr.report.build import build_report
+
+    cfg = _load(args)
+    runs = config_mod.grid_runs(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    written = build_report([paths.metrics_file(cfg, r) for r in runs], [paths.model_dir(cfg, r) for r in runs],
+                           out_dir, cfg["experiment"])
+    print(f"report: {len(written)} files -> {out_dir}")
+
+
+def cmd_pdf(args: argparse.Namespace) -> None:
+    from metalr.report.pdf import compile_appendix
+
+    cfg = _load(args)
+    gen = Path(args.gendir) if args.gendir else paths.report_dir(cfg)
+    out = Path(args.out) if args.out else gen / "appendix.pdf"
+    compile_appendix(Path(args.appendix), gen, out)
+    print(f"appendix -> {out}")
+
+
+def cmd_dvc_yaml(args: argparse.Namespace) -> None:
+    from metalr import io
+    from metalr.dvcgen import render
+
+    files = [str(config_mod.DEFAULT_CONFIG.relative_to(config_mod.REPO_ROOT)), *args.configfile]
+    io.write_text(args.out, render(files))
+    print(f"dvc stages for {files} -> {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metalr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--configfile", action="append", default=[], metavar="YAML",
+                       help="config file layered over config/config.yaml (repeatable, later wins)")
+        p.set_defaults(func=func)
+        return p
+
+    add("validate", cmd_validate, "validate the config and list the grid's runs")
+    p = add("data", cmd_data, "build a dataset's preprocessed arrays")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", help="output folder (default: <data.root>/<dataset>)")
+    p = add("tasks", cmd_tasks, "freeze the list of evaluation tasks")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--ways", type=int, required=True)
+    p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--out")
+    for name, func, text in (("train", cmd_train, "meta-train one run"), ("evaluate", cmd_evaluate, "evaluate one run")):
+        p = add(name, func, text)
+        p.add_argument("--run", required=True, help="<dataset>/<ways>w<shots>s/<algorithm>/<rule>/seed<seed>")
+        p.add_argument("--no-progress", action="store_true")
+        if name == "train":
+            p.add_argument("--out-dir")
+        else:
+            p.add_argument("--model")
+            p.add_argument("--tasks")
+            p.add_argument("--out")
+    p = add("report", cmd_report, "aggregate the results into tables, figures and macros")
+    p.add_argument("--out-dir")
+    p = add("pdf", cmd_pdf, "compile the appendix with latexmk")
+    p.add_argument("--appendix", default="paper/appendix.tex")
+    p.add_argument("--gendir")
+    p.add_argument("--out")
+    p = add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the workflow's stages for DVC")
+    p.add_argument("--out", default="dvc.yaml")
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from metalr.data.arrays import DatasetIntegrityError
+    from metalr.report.pdf import LatexBuildError, LatexNotInstalled
+    from metalr.train.checkpoint import CheckpointMismatch
+    from metalr.train.loop import DivergenceError
+
+    return KNOWN_ERRORS + (DatasetIntegrityError, CheckpointMismatch, DivergenceError, FileNotFoundError,
+                           LatexNotInstalled, LatexBuildError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except _known_errors() as exc:
+        print(f"metalr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Scoring a trained model on the frozen list of test tasks."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metalr import config as config_mod
+from metalr import io, seeding
+from metalr.algorithms import get_algorithm
+from metalr.config import Run
+from metalr.data.arrays import load_split
+from metalr.data.episodes import Episode, episode_tensors, load_task_list
+from metalr.evaluate.stats import mean_ci95
+from metalr.steprules import make_rule
+
+
+def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
+             out_path: Path, progress: bool = True) -> dict:
+    ecfg = cfg["evaluate"]
+    seeding.configure_torch(ecfg["threads"])
+    model = torch.load(model_path, weights_only=False)
+    expected = config_mod.train_slice(cfg, run)
+    if model["config"] != expected:
+        raise ValueError(f"model {model_path} was trained with a different config than run {run.run_id} "
+                         f"asks for; retrain it")
+    task_list = load_task_list(tasks_path)
+    if (task_list["dataset"], task_list["ways"], task_list["shots"]) != (run.dataset, run.ways, run.shots):
+        raise ValueError(f"task list {tasks_path} is for {task_list['dataset']} {task_list['ways']}-way "
+                         f"{task_list['shots']}-shot, not for run {run.run_id}")
+    split = load_split(data_dir, task_list["split"])
+    algorithm = get_algorithm(run.algorithm)
+    rule = make_rule(run.rule, cfg["rules"])
+    params, meta = model["params"], model["meta"]
+
+    accuracies, rates = [], []
+    episodes = task_list["episodes"]
+    for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
+                        mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr):
+        task = episode_tensors(split, Episode.from_dict(episode))
+        # torch.func.grad inside still differentiates; no_grad only stops an outer graph being kept.
+        with torch.no_grad():
+            result = algorithm.task_result(params, meta, rule, task, ecfg["inner_steps"], training=False)
+        accuracies.append(float(result.query_accuracy))
+        rates.append(result.rates.numpy())
+    rates = np.stack(rates)
+    metrics = {
+        "run": run.as_dict(cfg["experiment"]),
+        "accuracy": mean_ci95(accuracies),
+        "per_task_accuracy": [round(a, 6) for a in accuracies],
+        "inner_steps": ecfg["inner_steps"],
+        "task_list": {"path": str(tasks_path), "sha256": task_list["sha256"]},
+        "lambda": {
+            "mean_per_step": [round(float(v), 6) for v in rates.mean(axis=0)],
+            "min_per_step": [round(float(v), 6) for v in rates.min(axis=0)],
+            "max_per_step": [round(float(v), 6) for v in rates.max(axis=0)],
+        },
+        "model": {"path": str(model_path), "sha256": io.sha256_file(model_path)},
+        "config_digest": config_mod.digest(config_mod.evaluate_slice(cfg, run)),
+        "config": config_mod.evaluate_slice(cfg, run),
+    }
+    io.write_json(out_path, metrics)
+    return metrics

@@ -1,0 +1,31 @@
+"""Where every artifact lives. The Snakefile, dvc.yaml and the CLI all use these layouts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from metalr.config import Run
+
+RESULTS = Path("results")
+WORK = Path("work")
+GENERATED = Path("paper") / "generated"
+
+
+def tasks_file(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int) -> Path:
+    return RESULTS / cfg["experiment"] / "tasks" / dataset / f"{ways}w{shots}s.json"
+
+
+def model_dir(cfg: Mapping[str, Any], run: Run) -> Path:
+    return RESULTS / cfg["experiment"] / "models" / run.dataset / run.cell / run.name
+
+
+def metrics_file(cfg: Mapping[str, Any], run: Run) -> Path:
+    return RESULTS / cfg["experiment"] / "metrics" / run.dataset / run.cell / f"{run.name}.json"
+
+
+def checkpoint_file(cfg: Mapping[str, Any], run: Run) -> Path:
+    return WORK / cfg["experiment"] / "checkpoints" / run.dataset / run.cell / f"{run.name}.pt"
+
+
+def report_dir(cfg: Mapping[str, Any]) -> Path:
+    return GENERATED / cfg["experiment"]

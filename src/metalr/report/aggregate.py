@@ -1,0 +1,177 @@
+"""Collect per-run metrics JSON files into a pandas table, and reduce it to Table 1 cells.
+
+Display order follows the paper's Table 1: ANIL, MAML, FOMAML (then any other algorithm,
+alphabetically); within an algorithm the ``fixed`` rule first, then ``mlplr``, then any other rule.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from metalr.io import read_json
+
+ALGORITHM_ORDER = ("anil", "maml", "fomaml")
+RULE_ORDER = ("fixed", "mlplr")
+ALGORITHM_LABELS = {"anil": "ANIL", "maml": "MAML", "fomaml": "FOMAML", "metasgd": "Meta-SGD", "reptile": "Reptile"}
+RULE_LABELS = {"mlplr": "MLPLR", "fixed": "fixed", "metasgd": "Meta-SGD"}
+
+RUN_FIELDS = ("experiment", "dataset", "algorithm", "rule", "ways", "shots", "seed", "run_id")
+COLUMNS = RUN_FIELDS + (
+    "accuracy_mean",
+    "accuracy_ci95",
+    "accuracy_std",
+    "accuracy_n_tasks",
+    "inner_steps",
+    "task_list_path",
+    "task_list_sha256",
+    "config_digest",
+    "lambda_mean",
+    "lambda_min",
+    "lambda_max",
+    "metrics_path",
+)
+SETTING = ("dataset", "ways", "shots")
+METHOD = ("algorithm", "rule")
+
+
+def algorithm_rank(name: str) -> tuple[int, str]:
+    return (ALGORITHM_ORDER.index(name), "") if name in ALGORITHM_ORDER else (len(ALGORITHM_ORDER), name)
+
+
+def rule_rank(name: str) -> tuple[int, str]:
+    return (RULE_ORDER.index(name), "") if name in RULE_ORDER else (len(RULE_ORDER), name)
+
+
+def algorithm_label(name: str) -> str:
+    return ALGORITHM_LABELS.get(name, name.upper())
+
+
+def rule_label(name: str) -> str:
+    return RULE_LABELS.get(name, name.upper())
+
+
+def method_label(algorithm: str, rule: str) -> str:
+    """'MAML' for the fixed rule, 'MAML + MLPLR' otherwise (plain text, not TeX-escaped)."""
+    base = algorithm_label(algorithm)
+    return base if rule == "fixed" else f"{base} + {rule_label(rule)}"
+
+
+def _finite(values: Iterable[float]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def _row(path: Path) -> dict:
+    data = read_json(path)
+    try:
+        run = data["run"]
+        acc = data["accuracy"]
+        row = {field: run[field] for field in RUN_FIELDS}
+        row.update(
+            accuracy_mean=float(acc["mean"]),
+            accuracy_ci95=float(acc["ci95"]),
+            accuracy_std=float(acc["std"]),
+            accuracy_n_tasks=int(acc["n_tasks"]),
+            inner_steps=int(data["inner_steps"]),
+            task_list_path=str(data["task_list"]["path"]),
+            task_list_sha256=str(data["task_list"]["sha256"]),
+            config_digest=str(data.get("config_digest", "")),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a metrics file (missing {exc})") from exc
+    for key in ("ways", "shots", "seed"):
+        row[key] = int(row[key])
+    lam = data.get("lambda") or {}
+    means = _finite(lam.get("mean_per_step") or [])
+    mins = _finite(lam.get("min_per_step") or []) or means
+    maxs = _finite(lam.get("max_per_step") or []) or means
+    row["lambda_mean"] = sum(means) / len(means) if means else float("nan")
+    row["lambda_min"] = min(mins) if mins else float("nan")
+    row["lambda_max"] = max(maxs) if maxs else float("nan")
+    row["metrics_path"] = Path(path).as_posix()
+    return row
+
+
+def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic order: experiment, dataset, ways, shots, paper algorithm order, rule order, seed, run_id."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    keys = df.assign(
+        _alg=df["algorithm"].map(algorithm_rank), _rule=df["rule"].map(rule_rank)
+    )
+    order = sorted(
+        range(len(keys)),
+        key=lambda i: (
+            keys["experiment"].iat[i],
+            keys["dataset"].iat[i],
+            int(keys["ways"].iat[i]),
+            int(keys["shots"].iat[i]),
+            keys["_alg"].iat[i],
+            keys["_rule"].iat[i],
+            int(keys["seed"].iat[i]),
+            keys["run_id"].iat[i],
+            keys["metrics_path"].iat[i],
+        ),
+    )
+    return df.iloc[order].reset_index(drop=True)
+
+
+def collect(metrics_paths: list[Path]) -> pd.DataFrame:
+    """One row per metrics file: run fields, accuracy_mean/ci95/std/n_tasks (fractions), task-list hash,
+    eval λ summary and the metrics path; sorted deterministically. Raises ValueError on a run listed twice."""
+    rows = [_row(Path(p)) for p in metrics_paths]
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    dup = df["run_id"][df.duplicated(subset=["experiment", "run_id"], keep=False)]
+    if not dup.empty:
+        raise ValueError(f"run(s) given more than once: {sorted(set(dup))}")
+    return sort_runs(df)
+
+
+def settings(df: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """Table columns: (dataset, ways, shots), sorted."""
+    return sorted({(r.dataset, int(r.ways), int(r.shots)) for r in df.itertuples()})
+
+
+def methods(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """Table rows: (algorithm, rule) in paper order."""
+    pairs = {(r.algorithm, r.rule) for r in df.itertuples()}
+    return sorted(pairs, key=lambda p: (algorithm_rank(p[0]), rule_rank(p[1])))
+
+
+def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], tuple[str, int]]:
+    """Every run of a setting must use the same task list; returns setting -> (sha256, n_tasks)."""
+    out = {}
+    for key, group in df.groupby(list(SETTING), sort=True):
+        hashes = sorted(set(group["task_list_sha256"]))
+        n_tasks = sorted(set(int(n) for n in group["accuracy_n_tasks"]))
+        if len(hashes) != 1 or len(n_tasks) != 1:
+            raise ValueError(
+                f"setting {key}: runs were evaluated on different task lists "
+                f"(sha256 {hashes}, n_tasks {n_tasks}); Table 1 compares methods on identical tasks only"
+            )
+        out[(str(key[0]), int(key[1]), int(key[2]))] = (hashes[0], n_tasks[0])
+    return out
+
+
+def cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, ways, shots, algorithm, rule): mean accuracy over seeds and its ± term.
+
+    With one seed the ± is that run's 95% CI over test tasks; with several seeds it is
+    1.96 * sd(seed means) / sqrt(n_seeds). Columns: setting + method + mean, ci95, n_seeds.
+    """
+    out = []
+    for key, group in df.groupby(list(SETTING + METHOD), sort=True):
+        means = group["accuracy_mean"].astype(float)
+        n = len(group)
+        if n == 1:
+            ci = float(group["accuracy_ci95"].iat[0])
+        else:
+            ci = 1.96 * float(means.std(ddof=1)) / math.sqrt(n)
+        out.append(
+            dict(zip(SETTING + METHOD, (str(key[0]), int(key[1]), int(key[2]), str(key[3]), str(key[4]))),
+                 mean=float(means.mean()), ci95=ci, n_seeds=n)
+        )
+    cols = list(SETTING + METHOD) + ["mean", "ci95", "n_seeds"]
+    return pd.DataFrame(out, columns=cols)

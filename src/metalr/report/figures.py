@@ -1,0 +1,256 @@
+"""Figures: step sizes λ (lambda.pdf/.png) and training curves (training.pdf).
+
+Matplotlib is used through ``Figure`` objects with the Agg canvas (no pyplot, no global backend),
+under a fixed rcParams set, and saved without a creation date: same inputs -> same bytes.
+"""
+from __future__ import annotations
+
+import io as _io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from metalr.io import read_json, write_bytes
+
+from . import aggregate as agg
+
+RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 6.5,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.2,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "pdf.compression": 6,
+    "svg.hashsalt": "metalr-report",
+    "path.simplify": True,
+    "text.usetex": False,
+}
+PDF_METADATA = {"CreationDate": None, "ModDate": None, "Creator": "metalr.report", "Producer": "matplotlib"}
+PNG_METADATA = {"Software": "metalr.report"}
+LATE_FRACTION = 0.1  # late window of training for the per-step mean λ
+MAX_CURVE_POINTS = 2000  # the moving-average curves are subsampled to at most this many points
+
+
+@dataclass
+class TrainLog:
+    run: dict
+    iterations: list[int]
+    query_accuracy: list[float]
+    query_loss: list[float]
+    inner_steps: int
+    task_batch: int
+    lambdas: np.ndarray | None = field(default=None, repr=False)  # [iterations, task_batch, inner_steps]
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        r = self.run
+        return f"{r['dataset']} {r['ways']}w{r['shots']}s {agg.method_label(r['algorithm'], r['rule'])}"
+
+    @property
+    def setting(self) -> tuple[str, int, int]:
+        return (str(self.run["dataset"]), int(self.run["ways"]), int(self.run["shots"]))
+
+    @property
+    def sort_key(self) -> tuple:
+        r = self.run
+        return (r.get("experiment", ""), *self.setting, agg.algorithm_rank(r["algorithm"]),
+                agg.rule_rank(r["rule"]), int(r["seed"]), r["run_id"])
+
+
+def load_train_log(run_dir: Path) -> TrainLog:
+    run_dir = Path(run_dir)
+    data = read_json(run_dir / "train_log.json")
+    lam_path = run_dir / "lambdas.npy"
+    lambdas = None
+    if lam_path.exists():
+        lambdas = np.load(lam_path, mmap_mode="r", allow_pickle=False)
+        if lambdas.ndim != 3:
+            raise ValueError(f"{lam_path}: expected [iterations, task_batch, inner_steps], got shape {lambdas.shape}")
+    try:
+        return TrainLog(
+            run=dict(data["run"]),
+            iterations=[int(i) for i in data["iterations"]],
+            query_accuracy=[float(a) for a in data["query_accuracy"]],
+            query_loss=[float(v) for v in data.get("query_loss", [])],
+            inner_steps=int(data["inner_steps"]),
+            task_batch=int(data["task_batch"]),
+            lambdas=lambdas,
+            path=run_dir.as_posix(),
+        )
+    except KeyError as exc:
+        raise ValueError(f"{run_dir / 'train_log.json'}: missing {exc}") from exc
+
+
+def load_train_logs(run_dirs: list[Path]) -> list[TrainLog]:
+    logs = sorted((load_train_log(d) for d in run_dirs), key=lambda t: t.sort_key)
+    ids = [t.run["run_id"] for t in logs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"training log given more than once: {sorted({i for i in ids if ids.count(i) > 1})}")
+    return logs
+
+
+def mpl_text(text: str) -> str:
+    """Literal text for matplotlib (no mathtext from stray '$')."""
+    return str(text).replace("$", r"\$")
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path, fmt: str) -> Path:
+    buf = _io.BytesIO()
+    metadata = PDF_METADATA if fmt == "pdf" else PNG_METADATA
+    fig.savefig(buf, format=fmt, metadata=metadata)
+    write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def _step_colours(n: int) -> list:
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(0.9 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average along axis 0 ('valid' part: len(values) - window + 1 rows)."""
+    values = np.asarray(values, dtype=np.float64)
+    window = max(1, min(int(window), len(values)))
+    csum = np.cumsum(np.concatenate([np.zeros((1,) + values.shape[1:]), values]), axis=0)
+    return (csum[window:] - csum[:-window]) / window
+
+
+def lambda_summary(lambdas: np.ndarray) -> dict:
+    """Per-step mean λ over tasks in the late window, and the per-iteration mean over tasks (smoothed)."""
+    lam = np.asarray(lambdas, dtype=np.float64)
+    total = lam.shape[0]
+    late = max(1, int(math.ceil(LATE_FRACTION * total)))
+    per_iter = np.nanmean(lam, axis=1)  # [iterations, steps]
+    window = max(1, total // 50)
+    smooth = moving_average(per_iter, window)
+    x = np.arange(window, total + 1)
+    stride = max(1, int(math.ceil(len(x) / MAX_CURVE_POINTS)))
+    return {
+        "late_mean": np.nanmean(lam[-late:], axis=(0, 1)),
+        "late_window": late,
+        "x": x[::stride],
+        "smooth": smooth[::stride],
+        "window": window,
+        "total": total,
+    }
+
+
+def _fixed_reference(logs: list[TrainLog], run: dict) -> float | None:
+    """λ of the fixed-rule run matching `run` (same setting, algorithm and seed), if it was logged."""
+    for t in logs:
+        r = t.run
+        if (r["rule"] == "fixed" and t.lambdas is not None and t.lambdas.size
+                and all(r[k] == run[k] for k in ("dataset", "ways", "shots", "algorithm", "seed"))):
+            return float(np.nanmean(np.asarray(t.lambdas, dtype=np.float64)))
+    return None
+
+
+def lambda_figure(logs: list[TrainLog], pdf_path: Path, png_path: Path | None = None) -> list[Path]:
+    """(a) mean λ per inner step over tasks and the last 10% of training; (b) mean λ over tasks vs
+    iteration (moving average), one colour per step; one row per adaptive-rule (non-fixed) run."""
+    adaptive = [t for t in logs if t.run["rule"] != "fixed" and t.lambdas is not None and t.lambdas.size]
+    with matplotlib.rc_context(RC):
+        if not adaptive:
+            fig = _new_figure(6.0, 1.8)
+            ax = fig.add_subplot()
+            ax.axis("off")
+            fixed = sorted({round(float(np.nanmean(np.asarray(t.lambdas))), 6)
+                            for t in logs if t.lambdas is not None and t.lambdas.size})
+            msg = "No MLPLR (adaptive step-size) training run with a λ log in this report."
+            if fixed:
+                msg += "\nFixed-rule step size(s): " + ", ".join(f"λ = {v:g}" for v in fixed)
+            ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes)
+        else:
+            fig = _new_figure(7.0, 0.4 + 2.0 * len(adaptive))
+            axes = fig.subplots(len(adaptive), 2, squeeze=False)
+            for row, t in enumerate(adaptive):
+                s = lambda_summary(t.lambdas)
+                steps = len(s["late_mean"])
+                colours = _step_colours(steps)
+                ax_a, ax_b = axes[row]
+                idx = np.arange(1, steps + 1)
+                ax_a.bar(idx, s["late_mean"], color=colours, width=0.7)
+                ref = _fixed_reference(logs, t.run)
+                top = float(np.nanmax(s["late_mean"])) if np.isfinite(s["late_mean"]).any() else 1.0
+                if ref is not None:
+                    ax_a.axhline(ref, color="0.3", linestyle="--", linewidth=1, label=f"fixed λ = {ref:g}")
+                    ax_a.legend(loc="upper left", frameon=False)
+                    top = max(top, ref)
+                ax_a.set_ylim(0.0, 1.3 * top if top > 0 else 1.0)
+                ax_a.set_xticks(idx)
+                ax_a.set_xlabel("inner step")
+                ax_a.set_ylabel("mean λ")
+                ax_a.set_title(mpl_text(f"(a) {t.label}, seed {t.run['seed']}: last {s['late_window']} it."),
+                               loc="left")
+                for k in range(steps):
+                    ax_b.plot(s["x"], s["smooth"][:, k], color=colours[k], label=f"step {k + 1}")
+                ax_b.set_xlabel("training iteration")
+                ax_b.set_ylabel("mean λ over tasks")
+                ax_b.set_title(f"(b) moving average over {s['window']} it.", loc="left")
+                ax_b.legend(loc="best", frameon=False, ncol=2 if steps > 5 else 1)
+        written = [_save(fig, pdf_path, "pdf")]
+        if png_path is not None:
+            written.append(_save(fig, png_path, "png"))
+    return written
+
+
+def training_figure(logs: list[TrainLog], pdf_path: Path) -> list[Path]:
+    """Query accuracy vs training iteration, one panel per setting, one line per method (and seed)."""
+    with matplotlib.rc_context(RC):
+        if not logs:
+            fig = _new_figure(6.0, 1.5)
+            ax = fig.add_subplot()
+            ax.axis("off")
+            ax.text(0.5, 0.5, "No training logs in this report.", ha="center", va="center", transform=ax.transAxes)
+            return [_save(fig, pdf_path, "pdf")]
+        settings = sorted({t.setting for t in logs})
+        methods = sorted({(t.run["algorithm"], t.run["rule"]) for t in logs},
+                         key=lambda m: (agg.algorithm_rank(m[0]), agg.rule_rank(m[1])))
+        algs = sorted({m[0] for m in methods}, key=agg.algorithm_rank)
+        palette = matplotlib.colormaps["tab10"]
+        colour = {a: palette(i % 10) for i, a in enumerate(algs)}
+        ncols = min(3, len(settings))
+        nrows = int(math.ceil(len(settings) / ncols))
+        fig = _new_figure(2.6 * ncols + 0.6, 2.3 * nrows + 0.3)
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, setting in zip(axes, settings):
+            labelled = set()
+            for t in logs:
+                if t.setting != setting or not t.iterations:
+                    continue
+                m = (t.run["algorithm"], t.run["rule"])
+                ax.plot(t.iterations, 100.0 * np.asarray(t.query_accuracy, dtype=np.float64),
+                        color=colour[m[0]], linestyle="--" if m[1] == "fixed" else "-",
+                        label=None if m in labelled else mpl_text(agg.method_label(*m)))
+                labelled.add(m)
+            d, w, s = setting
+            ax.set_title(mpl_text(f"{d}, {w}-way {s}-shot"), loc="left")
+            ax.set_xlabel("training iteration")
+            ax.set_ylabel("query accuracy (%)")
+            ax.legend(loc="lower right", frameon=False)
+        for ax in axes[len(settings):]:
+            ax.axis("off")
+        return [_save(fig, pdf_path, "pdf")]

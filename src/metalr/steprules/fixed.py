@@ -1,0 +1,23 @@
+"""A fixed inner learning rate, the same for every task and step (MAML's rule)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from metalr.steprules.base import Params, SupportState, sgd
+
+
+class FixedRate:
+    name = "fixed"
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.lr = float(settings["lr"])
+
+    def init_meta(self, params: Params, inner_steps: int) -> Params:
+        return {}
+
+    def step(self, meta: Params, params: Params, grads: Params, step: int,
+             support: SupportState) -> tuple[Params, torch.Tensor]:
+        rate = torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)
+        return sgd(params, grads, rate), rate

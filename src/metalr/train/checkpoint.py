@@ -1,0 +1,42 @@
+"""Resumable training state, kept outside the workflow's declared outputs.
+
+Snakemake deletes a failed job's outputs and DVC deletes a stage's outputs before rerunning it, so
+checkpoints live under ``work/`` and are removed once the final outputs are in place.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metalr import io
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint was made with a different config; resuming from it would mix two runs."""
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    with io.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: Path, expected_config: dict) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    if state["config"] != expected_config:
+        differing = sorted(_differing_keys(state["config"], expected_config))
+        raise CheckpointMismatch(
+            f"checkpoint {path} was made with a different config (differing keys: {differing}); "
+            f"delete it to start this run afresh"
+        )
+    return state
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return [k for key in keys for k in _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]

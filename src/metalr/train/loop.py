@@ -1,0 +1,141 @@
+"""Meta-training of one run: sample task batches, adapt, step Adam on the query loss."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metalr import config as config_mod
+from metalr import io, seeding
+from metalr.algorithms import get_algorithm
+from metalr.config import Run
+from metalr.data.arrays import load_split
+from metalr.data.episodes import episode_tensors, sample_episode
+from metalr.models import conv4
+from metalr.steprules import make_rule
+from metalr.train import checkpoint
+
+MODEL_FILE = "model.pt"
+LOG_FILE = "train_log.json"
+LAMBDAS_FILE = "lambdas.npy"
+
+
+class DivergenceError(RuntimeError):
+    """The meta-training loss became NaN or infinite."""
+
+
+def output_files(out_dir: Path) -> list[Path]:
+    return [out_dir / MODEL_FILE, out_dir / LOG_FILE, out_dir / LAMBDAS_FILE]
+
+
+def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int]) -> dict[str, torch.Tensor]:
+    channels, height, _ = image_shape
+    return conv4.init(seeding.torch_generator(run.seed, seeding.STREAM_INIT), channels, height, run.ways,
+                      filters=cfg["model"]["filters"])
+
+
+def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, checkpoint_path: Path,
+          progress: bool = True) -> dict:
+    tcfg = cfg["train"]
+    seeding.configure_torch(tcfg["threads"])
+    run_config = config_mod.train_slice(cfg, run)
+    split = load_split(data_dir, "train")
+    by_class = split.indices_by_class()
+    algorithm = get_algorithm(run.algorithm)
+    rule = make_rule(run.rule, cfg["rules"])
+
+    params = init_model(cfg, run, list(split.images.shape[1:]))
+    meta = rule.init_meta(params, tcfg["inner_steps"])
+    trainable = {**{f"model.{k}": v for k, v in params.items()}, **{f"rule.{k}": v for k, v in meta.items()}}
+    for tensor in trainable.values():
+        tensor.requires_grad_(True)
+    optimizer = torch.optim.Adam(trainable.values(), lr=tcfg["outer_lr"])
+    rng = seeding.numpy_rng(run.seed, seeding.STREAM_TRAIN_TASKS)
+
+    iterations, batch, steps = tcfg["iterations"], tcfg["task_batch"], tcfg["inner_steps"]
+    lambdas = np.zeros((iterations, batch, steps), dtype=np.float32)
+    losses = np.zeros(iterations, dtype=np.float64)
+    accuracies = np.zeros(iterations, dtype=np.float64)
+    start = 0
+    resumed = checkpoint.load(checkpoint_path, run_config)
+    if resumed is not None:
+        with torch.no_grad():
+            for key, value in resumed["trainable"].items():
+                trainable[key].copy_(value)
+        optimizer.load_state_dict(resumed["optimizer"])
+        rng.bit_generator.state = resumed["rng"]
+        start = resumed["iteration"]
+        lambdas[:start], losses[:start], accuracies[:start] = (
+            resumed["lambdas"], resumed["losses"], resumed["accuracies"])
+
+    bar = tqdm(range(start, iterations), initial=start, total=iterations, desc=f"train {run.run_id}",
+               disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr)
+    for it in bar:
+        episodes = [sample_episode(rng, by_class, run.ways, run.shots, tcfg["queries"]) for _ in range(batch)]
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss = 0.0
+        for t, episode in enumerate(episodes):
+            result = algorithm.task_result(params, meta, rule, episode_tensors(split, episode), steps, training=True)
+            # One backward per task frees each task's graph before the next is built.
+            (result.query_loss / batch).backward()
+            batch_loss += result.query_loss.item() / batch
+            accuracies[it] += result.query_accuracy.item() / batch
+            lambdas[it, t] = result.rates.numpy()
+        if not math.isfinite(batch_loss):
+            finite = losses[:it][np.isfinite(losses[:it])]
+            last = f"{finite[-1]:.6g}" if finite.size else "none"
+            raise DivergenceError(f"run {run.run_id} diverged at iteration {it + 1}: loss {batch_loss}; "
+                                  f"last finite loss {last}. No results were written.")
+        optimizer.step()
+        losses[it] = batch_loss
+        if (it + 1) % tcfg["log_every"] == 0:
+            window = slice(it + 1 - tcfg["log_every"], it + 1)
+            bar.set_postfix(loss=f"{losses[window].mean():.3f}", acc=f"{accuracies[window].mean():.3f}")
+        if (it + 1) % tcfg["checkpoint_every"] == 0 and it + 1 < iterations:
+            checkpoint.save(checkpoint_path, {
+                "config": run_config, "iteration": it + 1, "optimizer": optimizer.state_dict(),
+                "trainable": {k: v.detach().clone() for k, v in trainable.items()}, "rng": rng.bit_generator.state,
+                "lambdas": lambdas[: it + 1], "losses": losses[: it + 1], "accuracies": accuracies[: it + 1],
+            })
+    bar.close()
+
+    log = training_log(run.as_dict(cfg["experiment"]), losses, accuracies, tcfg)
+    model = {
+        "run": run.as_dict(cfg["experiment"]),
+        "config": run_config,
+        "config_digest": config_mod.digest(run_config),
+        "image_shape": list(split.images.shape[1:]),
+        "params": {k: v.detach().clone() for k, v in params.items()},
+        "meta": {k: v.detach().clone() for k, v in meta.items()},
+        "environment": seeding.environment(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(out_dir / LAMBDAS_FILE) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, lambdas, allow_pickle=False)
+    io.write_json(out_dir / LOG_FILE, log)
+    with io.atomic_path(out_dir / MODEL_FILE) as tmp:
+        torch.save(model, tmp)
+    checkpoint_path.unlink(missing_ok=True)
+    return log
+
+
+def training_log(run: dict, losses: np.ndarray, accuracies: np.ndarray, tcfg: Mapping[str, Any]) -> dict:
+    """Means over each window of ``log_every`` iterations, labelled by the window's last iteration."""
+    every = tcfg["log_every"]
+    ends = list(range(every, len(losses) + 1, every)) or [len(losses)]
+    mean = lambda a, end: round(float(a[max(0, end - every):end].mean()), 6)  # noqa: E731
+    return {
+        "run": run,
+        "iterations": ends,
+        "query_loss": [mean(losses, e) for e in ends],
+        "query_accuracy": [mean(accuracies, e) for e in ends],
+        "inner_steps": tcfg["inner_steps"],
+        "task_batch": tcfg["task_batch"],
+        "log_every": every,
+    }

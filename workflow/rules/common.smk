@@ -1,0 +1,92 @@
+# Helpers shared by the rules: config validation, the grid, paths and source dependencies. No rules.
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from metalr import config as metalr_config
+from metalr import paths as metalr_paths
+from metalr import stages as metalr_stages
+from metalr.data.arrays import SPLITS, images_file, labels_file
+from metalr.report.build import OUTPUTS
+
+try:
+    metalr_config.validate(config)
+except metalr_config.ConfigError as error:
+    sys.exit(f"metalr: {error}")
+
+# Jobs call the CLI with the same config files Snakemake was given; an override given with
+# `--config key=value` would not reach them, so it is refused rather than silently ignored.
+CONFIGFILES = ["config/config.yaml", *(os.path.relpath(f) for f in workflow.overwrite_configfiles)]
+if metalr_config.load(CONFIGFILES) != config:
+    sys.exit(
+        "metalr: command-line --config overrides are not passed to the jobs; "
+        "put the values in a config file and pass it with --configfile"
+    )
+CONFIG_ARGS = " ".join(f"--configfile {f}" for f in CONFIGFILES)
+
+CONDA_ENV = "../envs/metalr.yaml"
+EXPERIMENT = config["experiment"]
+DATA_ROOT = config["data"]["root"]
+RESULTS = f"results/{EXPERIMENT}"
+GENERATED = f"paper/generated/{EXPERIMENT}"
+LOGS = f"logs/{EXPERIMENT}"
+RUNS = metalr_config.grid_runs(config)
+WANT_PDF = config["report"]["latex"] is True or (
+    config["report"]["latex"] == "auto" and shutil.which("latexmk") is not None
+)
+if config["report"]["latex"] == "auto" and not WANT_PDF:
+    print(
+        "metalr: latexmk is not installed, so the appendix PDF is skipped (the LaTeX sources are "
+        "still generated). Install it with: apt-get install latexmk texlive-latex-recommended "
+        "texlive-fonts-recommended",
+        file=sys.stderr,
+    )
+
+wildcard_constraints:
+    dataset="[^/]+",
+    algorithm="[^/]+",
+    rule="[^/]+",
+    ways="[0-9]+",
+    shots="[0-9]+",
+    seed="[0-9]+",
+
+def sources(stage):
+    """Package source files a stage's job runs: editing one reruns exactly the jobs that list it."""
+    return metalr_stages.stage_sources(stage, root=Path(workflow.basedir))
+
+
+def dataset_files(dataset, splits=SPLITS):
+    files = [f"{DATA_ROOT}/{dataset}/manifest.json"]
+    for split in splits:
+        files += [f"{DATA_ROOT}/{dataset}/{images_file(split)}", f"{DATA_ROOT}/{dataset}/{labels_file(split)}"]
+    return files
+
+
+def run_of(wildcards):
+    return metalr_config.Run(
+        wildcards.dataset, int(wildcards.ways), int(wildcards.shots),
+        wildcards.algorithm, wildcards.rule, int(wildcards.seed),
+    )
+
+
+RUN_PATTERN = "{dataset}/{ways}w{shots}s/{algorithm}/{rule}/seed{seed}"
+MODEL_DIR = f"{RESULTS}/models/{RUN_PATTERN}"
+METRICS = f"{RESULTS}/metrics/{RUN_PATTERN}.json"
+TASKS = f"{RESULTS}/tasks/{{dataset}}/{{ways}}w{{shots}}s.json"
+REPORT_FILES = list(OUTPUTS)
+
+
+def metrics_files():
+    return [str(metalr_paths.metrics_file(config, run)) for run in RUNS]
+
+
+def model_files(name):
+    return [str(metalr_paths.model_dir(config, run) / name) for run in RUNS]
+
+
+def final_targets():
+    targets = [f"{GENERATED}/{name}" for name in REPORT_FILES]
+    if WANT_PDF:
+        targets.append(f"{GENERATED}/appendix.pdf")
+    return targets

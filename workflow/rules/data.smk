@@ -1,0 +1,42 @@
+rule data:
+    """Build a dataset's preprocessed uint8 arrays and manifest."""
+    input:
+        sources("data"),
+    output:
+        dataset_files("{dataset}"),
+    params:
+        settings=lambda w: metalr_config.digest(config["data"][w.dataset]),
+        config_args=CONFIG_ARGS,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/data/{{dataset}}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "metalr data {params.config_args} --dataset {wildcards.dataset} > {log} 2>&1"
+
+
+rule tasks:
+    """Freeze the hashed list of evaluation tasks shared by every method of a cell."""
+    input:
+        data=lambda w: dataset_files(w.dataset),
+        code=sources("tasks"),
+    output:
+        TASKS,
+    params:
+        settings=lambda w: metalr_config.digest(
+            metalr_config.tasks_slice(config, w.dataset, int(w.ways), int(w.shots))
+        ),
+        config_args=CONFIG_ARGS,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/tasks/{{dataset}}/{{ways}}w{{shots}}s.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "metalr tasks {params.config_args} --dataset {wildcards.dataset} "
+        "--ways {wildcards.ways} --shots {wildcards.shots} --out {output} > {log} 2>&1"

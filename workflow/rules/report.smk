@@ -1,0 +1,45 @@
+rule report:
+    """Aggregate every run's metrics into the LaTeX table, macros and figures."""
+    input:
+        metrics=metrics_files(),
+        logs=model_files("train_log.json"),
+        lambdas=model_files("lambdas.npy"),
+        templates=sorted(map(str, Path("paper/templates").glob("*.tex.j2"))),
+        code=sources("report"),
+    output:
+        [f"{GENERATED}/{name}" for name in REPORT_FILES],
+    params:
+        config_args=CONFIG_ARGS,
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/report.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "metalr report {params.config_args} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule appendix_pdf:
+    """Compile paper/appendix.tex over the generated files (needs latexmk)."""
+    input:
+        appendix="paper/appendix.tex",
+        generated=[f"{GENERATED}/{name}" for name in REPORT_FILES],
+        code=sources("pdf"),
+    output:
+        f"{GENERATED}/appendix.pdf",
+    params:
+        config_args=CONFIG_ARGS,
+        gendir=lambda w, input: os.path.dirname(input.generated[0]),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/appendix_pdf.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "metalr pdf {params.config_args} --appendix {input.appendix} --gendir {params.gendir} "
+        "--out {output} > {log} 2>&1"
