@@ -4,11 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup quick reproduce test dvc-yaml
+.PHONY: setup quick test dvc-yaml
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --editable '.[test]'
 	touch $@
 
@@ -16,9 +15,6 @@ setup: $(VENV)/.installed
 
 quick: setup
 	snakemake --cores all --configfile config/quick.yaml
-
-reproduce: setup
-	snakemake --cores all --configfile config/config.yaml
 
 test: setup
 	$(BIN)/python -m pytest
