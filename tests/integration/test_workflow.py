@@ -43,8 +43,10 @@ def test_lint_is_clean():
 
 
 def test_dry_run_plans_every_job_of_the_quick_grid(tmp_path):
-    shutil.copytree(REPO_ROOT, tmp_path / "repo", ignore=shutil.ignore_patterns(
-        ".venv", ".git", "data", "results", "work", "logs", "generated", ".snakemake", "__pycache__"))
+    outputs = {".venv", ".git", "data", "results", "work", "logs", ".snakemake"}
+    shutil.copytree(REPO_ROOT, tmp_path / "repo", ignore=lambda folder, names: [
+        n for n in names if n == "__pycache__" or (Path(folder) == REPO_ROOT and n in outputs)
+        or (Path(folder) == REPO_ROOT / "paper" and n == "generated")])
     jobs = planned_jobs(tmp_path / "repo", "--configfile", "config/quick.yaml")
     expected = {"data": 1, "tasks": 2, "train": 12, "evaluate": 12, "report": 1, "all": 1}
     if latex_available():
