@@ -9,6 +9,7 @@ from metalr import config as config_mod
 from metalr import paths
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (config_mod.ConfigError,)
+_gpu_claim = None  # held for the life of the process: releasing it frees the GPU for another job
 
 
 def _load(args: argparse.Namespace) -> dict:
@@ -61,6 +62,16 @@ def cmd_tasks(args: argparse.Namespace) -> None:
     print(f"{len(task_list['episodes'])} tasks, sha256 {task_list['sha256'][:12]} -> {out}")
 
 
+def _device(cfg: dict) -> str:
+    """Pin this job to one GPU of a multi-GPU machine (before CUDA starts), then resolve the device."""
+    from metalr import devices
+
+    global _gpu_claim
+    if cfg["compute"]["device"] != "cpu":
+        _gpu_claim = devices.pin_local_gpu(paths.WORK / "gpu-locks")
+    return devices.resolve_device(cfg["compute"]["device"])
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from metalr.data.registry import dataset_dir
     from metalr.train.loop import train
@@ -69,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     run = _run(cfg, args.run)
     out_dir = Path(args.out_dir) if args.out_dir else paths.model_dir(cfg, run)
     log = train(cfg, run, dataset_dir(cfg, run.dataset), out_dir, paths.checkpoint_file(cfg, run),
-                progress=not args.no_progress)
+                progress=not args.no_progress, device=_device(cfg))
     print(f"{run.run_id}: final query accuracy (last {log['log_every']} iterations) "
           f"{log['query_accuracy'][-1]:.3f} -> {out_dir}")
 
@@ -84,7 +95,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model = Path(args.model) if args.model else paths.model_dir(cfg, run) / MODEL_FILE
     tasks = Path(args.tasks) if args.tasks else paths.tasks_file(cfg, run.dataset, run.ways, run.shots)
     out = Path(args.out) if args.out else paths.metrics_file(cfg, run)
-    metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, run.dataset), out, progress=not args.no_progress)
+    metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, run.dataset), out, progress=not args.no_progress,
+                       device=_device(cfg))
     acc = metrics["accuracy"]
     print(f"{run.run_id}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
           f"over {acc['n_tasks']} tasks -> {out}")

@@ -24,7 +24,7 @@ def configure_torch(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def environment() -> dict:
+def environment(device: str = "cpu") -> dict:
     from importlib.metadata import version
 
     return {
@@ -33,5 +33,5 @@ def environment() -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "metalr": version("metalr"),
-        "device": "cpu",
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
     }

@@ -153,3 +153,19 @@ def test_dvc_tracks_the_same_stages_and_reruns_only_what_changed(tiny_workflow):
                        "train_glyphs_5w1s_maml_fixed_seed1", "train_glyphs_5w1s_maml_mlplr_seed1",
                        "evaluate_glyphs_5w1s_anil_fixed_seed1", "evaluate_glyphs_5w1s_anil_mlplr_seed1",
                        "evaluate_glyphs_5w1s_maml_fixed_seed1", "evaluate_glyphs_5w1s_maml_mlplr_seed1"}
+
+
+@pytest.mark.parametrize("profile,train_resources", [
+    ("slurm", {"gpu": "1", "runtime": "1440", "slurm_partition": "gpu"}),
+    ("local-gpu", {"gpu": "1"}),
+])
+def test_profiles_plan_the_grid_with_gpu_requests(profile, train_resources):
+    out = run(["snakemake", "-n", "--configfile", "config/quick.yaml", "--workflow-profile",
+               f"workflow/profiles/{profile}"], REPO_ROOT).stdout
+    blocks = out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]
+    train = [b for b in blocks if b.startswith("train:")]
+    assert len(train) == 12
+    for block in train:
+        resources = dict(item.split("=", 1) for item in re.search(r"resources: (.*)", block).group(1).split(", "))
+        for key, value in train_resources.items():
+            assert resources.get(key) == value, (key, resources)

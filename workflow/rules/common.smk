@@ -6,6 +6,7 @@ from pathlib import Path
 
 from metalr import config as metalr_config
 from metalr import paths as metalr_paths
+from metalr import devices as metalr_devices
 from metalr import stages as metalr_stages
 from metalr.data.arrays import SPLITS, images_file, labels_file
 from metalr.report.build import OUTPUTS
@@ -26,6 +27,12 @@ if metalr_config.load(CONFIGFILES) != config:
 CONFIG_ARGS = " ".join(f"--configfile {f}" for f in CONFIGFILES)
 
 CONDA_ENV = "../envs/metalr.yaml"
+# GPUs per training/evaluation job: one when the jobs will run on CUDA. A cluster profile sets it
+# explicitly (workflow/profiles/slurm), since the planning host may have no GPU.
+GPU_PER_JOB = int(
+    config["compute"]["device"] == "cuda"
+    or (config["compute"]["device"] == "auto" and metalr_devices.local_gpu_count() > 0)
+)
 EXPERIMENT = config["experiment"]
 DATA_ROOT = config["data"]["root"]
 RESULTS = f"results/{EXPERIMENT}"

@@ -18,7 +18,7 @@ rule evaluate:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=0,
+        gpu=GPU_PER_JOB,
     shell:
         "metalr evaluate {params.config_args} --run {wildcards.dataset}/{wildcards.ways}w{wildcards.shots}s/"
         "{wildcards.algorithm}/{wildcards.rule}/seed{wildcards.seed} "

@@ -19,7 +19,7 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=24 * 60,
-        gpu=0,
+        gpu=GPU_PER_JOB,
     shell:
         "metalr train {params.config_args} --run {wildcards.dataset}/{wildcards.ways}w{wildcards.shots}s/"
         "{wildcards.algorithm}/{wildcards.rule}/seed{wildcards.seed} --out-dir {params.out_dir} > {log} 2>&1"

@@ -20,10 +20,10 @@ from metalr.steprules import make_rule
 
 
 def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
-             out_path: Path, progress: bool = True) -> dict:
+             out_path: Path, progress: bool = True, device: str = "cpu") -> dict:
     ecfg = cfg["evaluate"]
     seeding.configure_torch(ecfg["threads"])
-    model = torch.load(model_path, weights_only=False)
+    model = torch.load(model_path, weights_only=False, map_location=device)
     expected = config_mod.train_slice(cfg, run)
     if model["config"] != expected:
         raise ValueError(f"model {model_path} was trained with a different config than run {run.run_id} "
@@ -41,12 +41,12 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     episodes = task_list["episodes"]
     for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
                         mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr):
-        task = episode_tensors(split, Episode.from_dict(episode))
+        task = episode_tensors(split, Episode.from_dict(episode), device=device)
         # torch.func.grad inside still differentiates; no_grad only stops an outer graph being kept.
         with torch.no_grad():
             result = algorithm.task_result(params, meta, rule, task, ecfg["inner_steps"], training=False)
         accuracies.append(float(result.query_accuracy))
-        rates.append(result.rates.numpy())
+        rates.append(result.rates.cpu().numpy())
     rates = np.stack(rates)
     metrics = {
         "run": run.as_dict(cfg["experiment"]),

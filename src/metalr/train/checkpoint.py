@@ -22,10 +22,10 @@ def save(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load(path: Path, expected_config: dict) -> dict[str, Any] | None:
+def load(path: Path, expected_config: dict, device: str = "cpu") -> dict[str, Any] | None:
     if not path.exists():
         return None
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False, map_location=device)
     if state["config"] != expected_config:
         differing = sorted(_differing_keys(state["config"], expected_config))
         raise CheckpointMismatch(

@@ -33,14 +33,16 @@ def output_files(out_dir: Path) -> list[Path]:
     return [out_dir / MODEL_FILE, out_dir / LOG_FILE, out_dir / LAMBDAS_FILE]
 
 
-def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int]) -> dict[str, torch.Tensor]:
+def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device: str) -> dict[str, torch.Tensor]:
+    """Drawn on the CPU (the same numbers whatever the device), then moved."""
     channels, height, _ = image_shape
-    return conv4.init(seeding.torch_generator(run.seed, seeding.STREAM_INIT), channels, height, run.ways,
-                      filters=cfg["model"]["filters"])
+    params = conv4.init(seeding.torch_generator(run.seed, seeding.STREAM_INIT), channels, height, run.ways,
+                        filters=cfg["model"]["filters"])
+    return {k: v.to(device) for k, v in params.items()}
 
 
 def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, checkpoint_path: Path,
-          progress: bool = True) -> dict:
+          progress: bool = True, device: str = "cpu") -> dict:
     tcfg = cfg["train"]
     seeding.configure_torch(tcfg["threads"])
     run_config = config_mod.train_slice(cfg, run)
@@ -49,7 +51,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     algorithm = get_algorithm(run.algorithm)
     rule = make_rule(run.rule, cfg["rules"])
 
-    params = init_model(cfg, run, list(split.images.shape[1:]))
+    params = init_model(cfg, run, list(split.images.shape[1:]), device)
     meta = rule.init_meta(params, tcfg["inner_steps"])
     trainable = {**{f"model.{k}": v for k, v in params.items()}, **{f"rule.{k}": v for k, v in meta.items()}}
     for tensor in trainable.values():
@@ -62,7 +64,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     losses = np.zeros(iterations, dtype=np.float64)
     accuracies = np.zeros(iterations, dtype=np.float64)
     start = 0
-    resumed = checkpoint.load(checkpoint_path, run_config)
+    resumed = checkpoint.load(checkpoint_path, run_config, device)
     if resumed is not None:
         with torch.no_grad():
             for key, value in resumed["trainable"].items():
@@ -80,12 +82,13 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         optimizer.zero_grad(set_to_none=True)
         batch_loss = 0.0
         for t, episode in enumerate(episodes):
-            result = algorithm.task_result(params, meta, rule, episode_tensors(split, episode), steps, training=True)
+            task = episode_tensors(split, episode, device=device)
+            result = algorithm.task_result(params, meta, rule, task, steps, training=True)
             # One backward per task frees each task's graph before the next is built.
             (result.query_loss / batch).backward()
             batch_loss += result.query_loss.item() / batch
             accuracies[it] += result.query_accuracy.item() / batch
-            lambdas[it, t] = result.rates.numpy()
+            lambdas[it, t] = result.rates.cpu().numpy()
         if not math.isfinite(batch_loss):
             finite = losses[:it][np.isfinite(losses[:it])]
             last = f"{finite[-1]:.6g}" if finite.size else "none"
@@ -110,9 +113,9 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         "config": run_config,
         "config_digest": config_mod.digest(run_config),
         "image_shape": list(split.images.shape[1:]),
-        "params": {k: v.detach().clone() for k, v in params.items()},
-        "meta": {k: v.detach().clone() for k, v in meta.items()},
-        "environment": seeding.environment(),
+        "params": {k: v.detach().cpu() for k, v in params.items()},
+        "meta": {k: v.detach().cpu() for k, v in meta.items()},
+        "environment": seeding.environment(device),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out_dir / LAMBDAS_FILE) as tmp:
