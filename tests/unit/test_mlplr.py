@@ -52,6 +52,8 @@ def test_rate_follows_eq5_and_kl_equals_cross_entropy(ways, per_class, seed, lr_
     logits = torch.randn(ways * per_class, ways, generator=gen, dtype=torch.float64) * 3
     labels = torch.arange(ways).repeat_interleave(per_class)
     kl = kl_label_prediction(logits, labels)
+    target = F.one_hot(labels, ways).to(logits.dtype)
+    torch.testing.assert_close(kl, F.kl_div(F.log_softmax(logits, -1), target, reduction="batchmean"))
     # For one-hot labels KL(label || prediction) is the cross-entropy (the finite reading of Eq. 4).
     torch.testing.assert_close(kl, F.cross_entropy(logits, labels))
     lr_min = lr_max * min_fraction

@@ -24,9 +24,14 @@ from metalr.steprules.base import Params, SupportState, sgd
 
 
 def kl_label_prediction(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """KL(one-hot label || softmax(logits)), averaged over examples."""
+    """KL(one-hot label || softmax(logits)), averaged over examples.
+
+    The same sum as ``F.kl_div(log_softmax(logits), one_hot, reduction="batchmean")``, written with
+    ``xlogy`` (0 log 0 = 0) because kl_div has no vmap batching rule.
+    """
     target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
-    return F.kl_div(F.log_softmax(logits, dim=-1), target, reduction="batchmean")
+    pointwise = torch.special.xlogy(target, target) - target * F.log_softmax(logits, dim=-1)
+    return pointwise.sum() / logits.shape[0]
 
 
 def personalised_rate(divergence: torch.Tensor, lr_max: float, lr_min: float) -> torch.Tensor:
