@@ -132,6 +132,20 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     print(f"dvc stages for {files} -> {args.out}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    import itertools
+
+    from metalr import bench, devices
+
+    device = devices.resolve_device(args.device)
+    cases = [bench.Case(shape, shots, algorithm, rule, filters=args.filters)
+             for shape, shots, algorithm, rule in itertools.product(args.shapes, args.shots, args.algorithms, args.rules)]
+    print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after {args.warmup} warm-up")
+    print(bench.HEADER)
+    bench.run(cases, device, args.repeats, args.warmup, args.eval_tasks, Path(args.out))
+    print(f"-> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--appendix", default="paper/appendix.tex")
     p.add_argument("--gendir")
     p.add_argument("--out")
+    p = sub.add_parser("bench", help="time metalr against the reference per-task loop (JSON out)")
+    p.set_defaults(func=cmd_bench)
+    p.add_argument("--out", default="results/bench/bench.json")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--shapes", nargs="+", default=["cifar_fs", "mini_imagenet"], choices=["cifar_fs", "mini_imagenet"])
+    p.add_argument("--shots", nargs="+", type=int, default=[1, 5])
+    p.add_argument("--algorithms", nargs="+", default=["maml", "fomaml", "anil"])
+    p.add_argument("--rules", nargs="+", default=["fixed", "mlplr"])
+    p.add_argument("--filters", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5, help="timed meta-iterations per case (median, min, max)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--eval-tasks", type=int, default=600,
+                   help="evaluation tasks timed; fewer than 600 are extrapolated to 600 and marked so")
     p = add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the workflow's stages for DVC")
     p.add_argument("--out", default="dvc.yaml")
     return parser

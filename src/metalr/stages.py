@@ -18,6 +18,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "evaluate": ("data", "models", "algorithms", "steprules", "train", "evaluate"),
     "report": ("report",),
     "pdf": ("report",),
+    "bench": ("models", "algorithms", "steprules", "bench.py"),
 }
 CONFIG_SCHEMA = "config/schema.yaml"
 

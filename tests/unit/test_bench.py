@@ -1,0 +1,39 @@
+"""`metalr bench`: the reference loop agrees with metalr before anything is timed."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metalr import bench, io
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "anil"])
+@pytest.mark.parametrize("rule", ["fixed", "mlplr"])
+def test_reference_loop_matches_metalr_in_float64(algorithm, rule):
+    case = bench.Case("cifar_fs", 1, algorithm, rule, queries=2, task_batch=2, inner_steps=2, filters=3)
+    assert bench.check_gradients(case) < 1e-10
+
+
+def test_a_wrong_implementation_is_refused_before_timing(monkeypatch, tmp_path):
+    case = bench.Case("cifar_fs", 1, "maml", "fixed", queries=2, task_batch=2, inner_steps=2, filters=3)
+    monkeypatch.setitem(bench.IMPLEMENTATIONS, "metalr",
+                        lambda c, p, t, s, g: bench.reference_query_loss(bench.Case(**{**c.__dict__, "algorithm": "fomaml"}), p, t, s, g))
+    with pytest.raises(RuntimeError, match="differs from the reference"):
+        bench.run([case], "cpu", 1, 0, 2, tmp_path / "bench.json", progress=lambda line: None)
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_bench_writes_timings_ratios_and_environment(tmp_path):
+    case = bench.Case("cifar_fs", 1, "anil", "mlplr", queries=2, task_batch=2, inner_steps=2, filters=3)
+    lines = []
+    report = bench.run([case], "cpu", 2, 1, 3, tmp_path / "bench.json", progress=lines.append)
+    assert io.read_json(tmp_path / "bench.json") == report
+    row = report["results"][0]
+    for name in ("metalr", "reference"):
+        timing = row[name]["iteration_s"]
+        assert timing["repeats"] == 2 and 0 < timing["min"] <= timing["median"] <= timing["max"]
+        assert row[name]["eval"]["extrapolated"] and row[name]["peak_memory_mib"] > 0
+    assert row["speedup_metalr_vs_reference"] == pytest.approx(
+        row["reference"]["iteration_s"]["median"] / row["metalr"]["iteration_s"]["median"])
+    assert report["device"]["torch"] == torch.__version__
+    assert len(lines) == 1 and "anil" in lines[0]
