@@ -5,9 +5,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,25 +12,7 @@ import yaml
 from metalr import dvcgen
 from metalr.config import REPO_ROOT
 from metalr.report.pdf import latex_available
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/templates", "src", ".dvc/config",
-          ".dvcignore", "tests/data"]
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def planned_jobs(cwd: Path, *args: str) -> dict[str, int]:
-    """Job counts per rule from Snakemake's dry-run summary."""
-    out = run(["snakemake", "-n", "--cores", "1", *args], cwd).stdout
-    table = out.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in out else ""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+from tests.integration.workflow_helpers import BIN, copy_workflow, planned_jobs, run
 
 
 def test_lint_is_clean():
@@ -90,12 +69,7 @@ def test_committed_dvc_lock_matches_the_current_sources():
 @pytest.fixture(scope="module")
 def tiny_workflow(tmp_path_factory):
     """Copy the workflow into a fresh folder and run the tiny config end to end."""
-    root = tmp_path_factory.mktemp("tiny")
-    for item in COPIED:
-        src, dst = REPO_ROOT / item, root / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst, **(
-            {"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+    root = copy_workflow(tmp_path_factory.mktemp("tiny"))
     result = run(["snakemake", "--cores", "2", "--configfile", "tests/data/tiny.yaml"], root)
     return root, result
 
