@@ -1,12 +1,14 @@
 """Running Snakemake (and DVC) in a copy of the workflow, and reading its plans."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 from metalr.config import REPO_ROOT
 
@@ -42,3 +44,27 @@ def copy_workflow(root: Path) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst, **(
             {"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
     return root
+
+
+def job_outputs(dry_run: str) -> list[list[str]]:
+    """Per planned job, the output and log files a dry run lists (paths hold no ', ')."""
+    jobs = []
+    for block in re.split(r"^\S*rule \w+:$", dry_run, flags=re.M)[1:]:
+        files = []
+        for key in ("output", "log"):
+            found = re.search(rf"^\s+{key}: (.+)$", block, re.M)
+            files += found.group(1).split(", ") if found else []
+        jobs.append(files)
+    return jobs
+
+
+@contextlib.contextmanager
+def edited(path: Path, change: Callable[[str], str]) -> Iterator[None]:
+    """Edit a text file for the duration; restore its text and its timestamps afterwards."""
+    original, stat = path.read_text(), path.stat()
+    path.write_text(change(original))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
