@@ -1,5 +1,5 @@
 """Same seed, same bytes: through the CLI on CPU, with the determinism flags set in one place.
-Evaluations of several runs read the same memory-mapped arrays at once, read-only."""
+Concurrent evaluations read the same preprocessed arrays, memory-mapped read-only."""
 from __future__ import annotations
 
 import os
@@ -16,47 +16,33 @@ from tests.unit.synthetic import RUN_ID, write_config
 
 CONFIG = ("--configfile", "tiny.yaml")
 MODEL = f"results/unit/models/{RUN_ID}/model.pt"
-TASKS = "results/unit/tasks/glyphs/3w1s.json"
 
 
-def pipeline(folder) -> subprocess.Popen:
-    """tasks, train and evaluate of the tiny run, one after the other, in the background."""
-    cli = f"{sys.executable} -m metalr.cli"
-    steps = [f"{cli} tasks {' '.join(CONFIG)} --dataset glyphs --ways 3 --shots 1",
-             f"{cli} train {' '.join(CONFIG)} --run {RUN_ID} --no-progress",
-             f"{cli} evaluate {' '.join(CONFIG)} --run {RUN_ID} --no-progress --out metrics.json"]
-    return subprocess.Popen(" && ".join(steps), shell=True, cwd=folder, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def finish(*procs: subprocess.Popen) -> None:
+def in_both(folders, *args: str) -> None:
+    """Run the same `metalr` command in every folder at once."""
+    procs = [subprocess.Popen([sys.executable, "-m", "metalr.cli", *args], cwd=folder, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for folder in folders]
     outputs = [p.communicate()[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
 
 
 @pytest.fixture(scope="module")
 def twice(tmp_path_factory, blobs_root):
+    """The tiny run trained, then evaluated, in two folders; the two evaluations run concurrently and
+    read the same memory-mapped arrays."""
     folders = [tmp_path_factory.mktemp(name) for name in ("first", "second")]
     for folder in folders:
         write_config(folder, blobs_root)
-    finish(*map(pipeline, folders))
+    in_both(folders, "tasks", *CONFIG, "--dataset", "glyphs", "--ways", "3", "--shots", "1")
+    in_both(folders, "train", *CONFIG, "--run", RUN_ID, "--no-progress")
+    in_both(folders, "evaluate", *CONFIG, "--run", RUN_ID, "--no-progress", "--out", "metrics.json")
     return folders
 
 
-def test_same_seed_gives_byte_identical_metrics(twice):
+def test_same_seed_gives_byte_identical_model_and_metrics_evaluated_concurrently(twice):
     first, second = twice
     assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
     assert (first / MODEL).read_bytes() == (second / MODEL).read_bytes()
-
-
-def test_concurrent_evaluations_share_the_arrays(twice):
-    folder = twice[0]
-    procs = [subprocess.Popen([sys.executable, "-m", "metalr.cli", "evaluate", *CONFIG, "--run", RUN_ID,
-                               "--no-progress", "--out", f"concurrent{i}.json"], cwd=folder,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    finish(*procs)
-    reference = (folder / "metrics.json").read_bytes()
-    assert all((folder / f"concurrent{i}.json").read_bytes() == reference for i in range(2))
 
 
 def test_arrays_are_mapped_read_only(blobs_root):
