@@ -144,3 +144,17 @@ def test_failed_array_write_keeps_the_previous_array(tmp_path, monkeypatch):
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after.keys() == before.keys()  # no temporary left behind
     assert after["train_labels.npy"] == before["train_labels.npy"] and after["manifest.json"] == before["manifest.json"]
+
+
+def test_a_rerun_removes_the_temporaries_a_killed_run_left(cfg, blobs_root, tmp_path):
+    out, ckpt = tmp_path / "out", tmp_path / "work" / "run.pt"
+    for folder in (out, ckpt.parent):
+        folder.mkdir()
+    stale = [out / f".{MODEL_FILE}.k1ll3d.tmp", out / f".{LAMBDAS_FILE}.k1ll3d.tmp", ckpt.parent / ".run.pt.k1ll3d.tmp"]
+    others = [out / ".notes.txt.k1ll3d.tmp", ckpt.parent / ".other-run.pt.k1ll3d.tmp"]  # not this run's files
+    for path in stale + others:
+        path.write_bytes(b"half")
+    train(cfg, RUN, blobs_root / "glyphs", out, ckpt, progress=False)
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in others)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        [MODEL_FILE, LAMBDAS_FILE, LOG_FILE])

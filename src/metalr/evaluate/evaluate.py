@@ -22,6 +22,7 @@ from metalr.steprules import make_rule
 def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
              out_path: Path, progress: bool = True) -> dict:
     ecfg = cfg["evaluate"]
+    io.remove_stale_temporaries(out_path)
     seeding.configure_torch(ecfg["threads"], cfg["deterministic"])
     model = torch.load(model_path, weights_only=False)
     expected = config_mod.train_slice(cfg, run)

@@ -42,6 +42,8 @@ def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int]) -> dict
 def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, checkpoint_path: Path,
           progress: bool = True) -> dict:
     tcfg = cfg["train"]
+    for path in (*output_files(out_dir), checkpoint_path):
+        io.remove_stale_temporaries(path)
     seeding.configure_torch(tcfg["threads"], cfg["deterministic"])
     run_config = config_mod.train_slice(cfg, run)
     split = load_split(data_dir, "train")
