@@ -105,3 +105,12 @@ def test_diverging_run_stops_with_run_iteration_and_last_finite_loss(workdir, bl
     assert f"run {RUN_ID} diverged at iteration" in err and "last finite loss" in err
     assert "No results were written" in err
     assert not (workdir / "results").exists()
+
+
+def test_evaluating_a_model_trained_with_another_config_is_refused(workdir, blobs_root, capsys):
+    write_config(workdir, blobs_root, train={"iterations": 2})
+    assert cli.main(list(TRAIN)) == 0
+    write_config(workdir, blobs_root, train={"iterations": 3})
+    err = fails(capsys, "evaluate", "--configfile", "tiny.yaml", "--run", RUN_ID, "--no-progress")
+    assert f"was trained with a different config than run {RUN_ID} asks for; retrain it" in err
+    assert not (workdir / "results" / "unit" / "metrics").exists()

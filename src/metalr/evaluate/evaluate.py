@@ -27,12 +27,12 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     model = torch.load(model_path, weights_only=False)
     expected = config_mod.train_slice(cfg, run)
     if model["config"] != expected:
-        raise config_mod.ConfigError(f"model {model_path} was trained with a different config than run {run.run_id} "
-                         f"asks for; retrain it")
+        raise config_mod.ConfigError(f"model {model_path} was trained with a different config than run "
+                                     f"{run.run_id} asks for; retrain it")
     task_list = load_task_list(tasks_path)
     if (task_list["dataset"], task_list["ways"], task_list["shots"]) != (run.dataset, run.ways, run.shots):
-        raise config_mod.ConfigError(f"task list {tasks_path} is for {task_list['dataset']} {task_list['ways']}-way "
-                         f"{task_list['shots']}-shot, not for run {run.run_id}")
+        raise config_mod.ConfigError(f"task list {tasks_path} is for {task_list['dataset']} "
+                                     f"{task_list['ways']}-way {task_list['shots']}-shot, not for run {run.run_id}")
     split = load_split(data_dir, task_list["split"])
     algorithm = get_algorithm(run.algorithm)
     rule = make_rule(run.rule, cfg["rules"])
