@@ -22,6 +22,13 @@ def _run(cfg: dict, run_id: str) -> config_mod.Run:
     return run
 
 
+def _check_dataset(name: str) -> None:
+    from metalr.data.registry import DATASETS
+
+    if name not in DATASETS:
+        raise config_mod.ConfigError(f"unknown dataset {name!r}; valid: {sorted(DATASETS)}")
+
+
 def cmd_validate(args: argparse.Namespace) -> None:
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
@@ -32,11 +39,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def cmd_data(args: argparse.Namespace) -> None:
     from metalr.data.prepare import prepare
-    from metalr.data.registry import DATASETS, dataset_dir
+    from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
-    if args.dataset not in DATASETS:
-        raise config_mod.ConfigError(f"unknown dataset {args.dataset!r}; valid: {sorted(DATASETS)}")
+    _check_dataset(args.dataset)
     out = Path(args.out) if args.out else dataset_dir(cfg, args.dataset)
     manifest = prepare(cfg, args.dataset, out)
     counts = {split: len(meta["classes"]) for split, meta in manifest["splits"].items()}
@@ -50,6 +56,11 @@ def cmd_tasks(args: argparse.Namespace) -> None:
     from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
+    _check_dataset(args.dataset)
+    # Checked here, before the dataset is read: these come from the command line, not the validated config.
+    for flag, value, least in (("--ways", args.ways, 2), ("--shots", args.shots, 1)):
+        if value < least:
+            raise config_mod.ConfigError(f"{flag} must be an integer >= {least}, got {value}")
     ecfg = cfg["evaluate"]
     data_dir = dataset_dir(cfg, args.dataset)
     split = load_split(data_dir, ecfg["split"])

@@ -194,6 +194,7 @@ def train_slice(cfg: Mapping[str, Any], run: Run) -> dict:
         "model": cfg["model"],
         "rule": cfg["rules"][run.rule],
         "train": cfg["train"],
+        "deterministic": cfg["deterministic"],
     }
 
 

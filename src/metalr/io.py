@@ -6,6 +6,7 @@ moved into place with ``os.replace``: a reader (or a killed job) never sees a ha
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -36,6 +37,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Delete the temporaries of ``path`` that a killed writer left (SIGKILL skips ``atomic_path``'s cleanup).
+
+    Only ``path``'s own (its writer is the one calling this), so other files' writers in a shared folder
+    are never disturbed; in a DVC-tracked output folder a leftover would otherwise be hashed with it.
+    """
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -1,6 +1,7 @@
-"""One place for seeds, thread counts and the run's environment record."""
+"""One place for seeds, thread counts, determinism flags and the run's environment record."""
 from __future__ import annotations
 
+import os
 import platform
 import sys
 
@@ -20,8 +21,23 @@ def numpy_rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream])
 
 
-def configure_torch(threads: int) -> None:
+# cuBLAS reuses workspace buffers nondeterministically unless told their size (CUDA docs,
+# "Reproducibility"); the variable must be set before the first cuBLAS call.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def configure_torch(threads: int, deterministic: bool) -> None:
+    """Thread count and PyTorch's determinism flags (config key ``deterministic``), for train and evaluate.
+
+    ``deterministic: true`` makes ops without a deterministic kernel raise instead of silently varying;
+    ``false`` lets cuDNN pick its fastest (benchmarked, possibly nondeterministic) kernels.
+    """
     torch.set_num_threads(threads)
+    if deterministic and torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def environment(device: str = "cpu") -> dict:

@@ -4,36 +4,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from metalr import dvcgen
+from metalr import config as config_mod
+from metalr import dvcgen, paths
 from metalr.config import REPO_ROOT
 from metalr.report.pdf import latex_available
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/templates", "src", ".dvc/config",
-          ".dvcignore", "tests/data"]
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def planned_jobs(cwd: Path, *args: str) -> dict[str, int]:
-    """Job counts per rule from Snakemake's dry-run summary."""
-    out = run(["snakemake", "-n", "--cores", "1", *args], cwd).stdout
-    table = out.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in out else ""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+from tests.integration.workflow_helpers import BIN, copy_workflow, edited, job_counts, job_outputs, planned_jobs, run
 
 
 def test_lint_is_clean():
@@ -42,16 +21,29 @@ def test_lint_is_clean():
     assert "Lints for" not in result.stdout + result.stderr
 
 
-def test_dry_run_plans_every_job_of_the_quick_grid(tmp_path):
-    outputs = {".venv", ".git", "data", "results", "work", "logs", ".snakemake"}
-    shutil.copytree(REPO_ROOT, tmp_path / "repo", ignore=lambda folder, names: [
-        n for n in names if n == "__pycache__" or (Path(folder) == REPO_ROOT and n in outputs)
-        or (Path(folder) == REPO_ROOT / "paper" and n == "generated")])
-    jobs = planned_jobs(tmp_path / "repo", "--configfile", "config/quick.yaml")
+@pytest.fixture(scope="module")
+def quick_plan(tmp_path_factory):
+    """The dry run of the quick config in a fresh copy of the workflow."""
+    repo = copy_workflow(tmp_path_factory.mktemp("quick"))
+    return run(["snakemake", "-n", "--cores", "1", "--configfile", "config/quick.yaml"], repo).stdout
+
+
+def test_dry_run_plans_every_job_of_the_quick_grid(quick_plan):
     expected = {"data": 1, "tasks": 2, "train": 12, "evaluate": 12, "report": 1, "all": 1}
     if latex_available():
         expected["appendix_pdf"] = 1
-    assert jobs == expected
+    assert job_counts(quick_plan) == expected
+
+
+def test_no_two_jobs_write_the_same_file(quick_plan):
+    """Concurrent jobs never collide: declared outputs and logs, and the undeclared checkpoints."""
+    jobs = job_outputs(quick_plan)
+    assert len(jobs) == sum(job_counts(quick_plan).values())
+    files = [f for job in jobs for f in job]
+    assert files and len(files) == len(set(files))
+    cfg = config_mod.load([config_mod.DEFAULT_CONFIG, REPO_ROOT / "config" / "quick.yaml"])
+    checkpoints = {str(paths.checkpoint_file(cfg, r)) for r in config_mod.grid_runs(cfg)}
+    assert len(checkpoints) == 12 and not any(c.startswith(f) or f.startswith(c) for c in checkpoints for f in files)
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -92,12 +84,7 @@ def test_committed_dvc_lock_matches_the_current_sources():
 @pytest.fixture(scope="module")
 def tiny_workflow(tmp_path_factory):
     """Copy the workflow into a fresh folder and run the tiny config end to end."""
-    root = tmp_path_factory.mktemp("tiny")
-    for item in COPIED:
-        src, dst = REPO_ROOT / item, root / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst, **(
-            {"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+    root = copy_workflow(tmp_path_factory.mktemp("tiny"))
     result = run(["snakemake", "--cores", "2", "--configfile", "tests/data/tiny.yaml"], root)
     return root, result
 
@@ -122,37 +109,83 @@ def test_second_run_does_nothing(tiny_workflow):
     assert planned_jobs(root, "--configfile", "tests/data/tiny.yaml") == {}
 
 
+def with_pdf(jobs: dict[str, int]) -> dict[str, int]:
+    return {**jobs, "appendix_pdf": 1} if latex_available() else jobs
+
+
 def test_editing_a_module_reruns_exactly_its_dependents(tiny_workflow):
     root, _ = tiny_workflow
-    stats = root / "src" / "metalr" / "evaluate" / "stats.py"
-    original = stats.read_text()
-    try:
-        stats.write_text(original + "\n# edited\n")
+    with edited(root / "src" / "metalr" / "evaluate" / "stats.py", lambda text: text + "\n# edited\n"):
         jobs = planned_jobs(root, "--configfile", "tests/data/tiny.yaml")
-        expected = {"evaluate": 4, "report": 1, "all": 1}
-        if latex_available():
-            expected["appendix_pdf"] = 1
-        assert jobs == expected
-    finally:
-        stats.write_text(original)
-        os.utime(stats, (1, 1))  # back to an old mtime, so later tests see an up-to-date workflow
+    assert jobs == with_pdf({"evaluate": 4, "report": 1, "all": 1})
 
 
-def test_dvc_tracks_the_same_stages_and_reruns_only_what_changed(tiny_workflow):
+@pytest.mark.parametrize("change, expected", [
+    (lambda text: text.replace("  tasks: 10", "  tasks: 11"), {"tasks": 1, "evaluate": 4, "report": 1, "all": 1}),
+    (lambda text: text + "rules:\n  mlplr:\n    lr_max: 0.9\n", {"train": 2, "evaluate": 2, "report": 1, "all": 1}),
+], ids=["evaluate.tasks", "rules.mlplr.lr_max"])
+def test_changing_one_config_value_reruns_exactly_its_dependents(tiny_workflow, change, expected):
+    root, _ = tiny_workflow
+    with edited(root / "tests" / "data" / "tiny.yaml", change):
+        jobs = planned_jobs(root, "--configfile", "tests/data/tiny.yaml")
+    assert jobs == with_pdf(expected)
+
+
+def test_editing_a_template_reruns_only_the_report(tiny_workflow):
+    root, _ = tiny_workflow
+    with edited(root / "paper" / "templates" / "table1.tex.j2", lambda text: text + "\n"):
+        jobs = planned_jobs(root, "--configfile", "tests/data/tiny.yaml")
+    assert jobs == with_pdf({"report": 1, "all": 1})
+
+
+@pytest.fixture(scope="module")
+def dvc_workflow(tiny_workflow):
+    """The tiny workflow's folder as a DVC repository whose lock records what Snakemake made."""
     root, _ = tiny_workflow
     run(["git", "init", "-q"], root)
     run([str(BIN / "metalr"), "dvc-yaml", "--configfile", "tests/data/tiny.yaml"], root)
     run(["dvc", "commit", "-f", "-q"], root)  # record the outputs Snakemake made with the same commands
-    assert "up to date" in run(["dvc", "status"], root).stdout.lower()
-    anil = root / "src" / "metalr" / "algorithms" / "anil.py"
-    anil.write_text(anil.read_text() + "\n# edited\n")
-    changed = {line.rstrip(":").strip() for line in run(["dvc", "status"], root).stdout.splitlines()
-               if line.endswith(":") and not line.startswith("\t")}
-    changed = {c for c in changed if not c.startswith("changed")}
-    assert changed == {"train_glyphs_5w1s_anil_fixed_seed1", "train_glyphs_5w1s_anil_mlplr_seed1",
-                       "train_glyphs_5w1s_maml_fixed_seed1", "train_glyphs_5w1s_maml_mlplr_seed1",
-                       "evaluate_glyphs_5w1s_anil_fixed_seed1", "evaluate_glyphs_5w1s_anil_mlplr_seed1",
-                       "evaluate_glyphs_5w1s_maml_fixed_seed1", "evaluate_glyphs_5w1s_maml_mlplr_seed1"}
+    return root
+
+
+def dvc_changed_stages(root) -> set[str]:
+    status = run(["dvc", "status"], root).stdout
+    if "up to date" in status.lower():
+        return set()
+    return {line.rstrip(":").strip() for line in status.splitlines()
+            if line.endswith(":") and not line.startswith("\t") and not line.strip().startswith("changed")}
+
+
+def stages(kind: str, runs=("anil_fixed", "anil_mlplr", "maml_fixed", "maml_mlplr")) -> set[str]:
+    return {f"{kind}_glyphs_5w1s_{r}_seed1" for r in runs}
+
+
+def test_dvc_is_up_to_date_after_the_snakemake_run(dvc_workflow):
+    assert dvc_changed_stages(dvc_workflow) == set()
+
+
+def test_dvc_reruns_only_the_stages_of_an_edited_module(dvc_workflow):
+    with edited(dvc_workflow / "src" / "metalr" / "algorithms" / "anil.py", lambda text: text + "\n# edited\n"):
+        changed = dvc_changed_stages(dvc_workflow)
+    assert changed == stages("train") | stages("evaluate")
+
+
+def test_dvc_reruns_only_the_task_list_and_evaluations_when_evaluate_tasks_changes(dvc_workflow):
+    """(The report follows once the evaluations' metrics change: dvc status lists only direct changes.)"""
+    with edited(dvc_workflow / "tests" / "data" / "tiny.yaml", lambda text: text.replace("  tasks: 10", "  tasks: 11")):
+        changed = dvc_changed_stages(dvc_workflow)
+    assert changed == {"tasks_glyphs_5w1s"} | stages("evaluate")
+
+
+def test_dvc_ignores_a_touched_data_file_with_unchanged_content(dvc_workflow):
+    files = {path: path.stat() for path in (dvc_workflow / "data" / "glyphs").iterdir()}
+    try:
+        for path in files:
+            os.utime(path)
+        assert dvc_changed_stages(dvc_workflow) == set()
+    finally:  # Snakemake, unlike DVC, goes by timestamps: leave them as they were
+        for path, stat in files.items():
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 @pytest.mark.parametrize("profile,train_resources", [

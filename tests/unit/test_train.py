@@ -8,27 +8,16 @@ import torch
 from metalr import config as config_mod
 from metalr import io
 from metalr.config import Run
-from metalr.data.arrays import load_split, write_dataset
+from metalr.data.arrays import load_split
 from metalr.data.episodes import make_task_list
 from metalr.evaluate.evaluate import evaluate
 from metalr.train.loop import DivergenceError, output_files, train
+from tests.unit.synthetic import write_blobs
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("blobs")
-    rng = np.random.default_rng(0)
-    splits = {}
-    for offset, (split, classes) in enumerate((("train", 10), ("val", 5), ("test", 6))):
-        labels = np.repeat(np.arange(classes), 8)
-        # each class is a bright square at its own position: learnable, so accuracy must rise
-        images = rng.integers(0, 40, size=(len(labels), 1, 16, 16), dtype=np.uint8)
-        for i, c in enumerate(labels):
-            r, col = divmod((c * 5 + offset) % 16, 4)
-            images[i, 0, r * 4:(r + 1) * 4, col * 4:(col + 1) * 4] = 255
-        splits[split] = (images, labels, [f"{split}{c}" for c in range(classes)])
-    write_dataset(out, "glyphs", splits, source={"kind": "synthetic"})
-    return out
+    return write_blobs(tmp_path_factory.mktemp("blobs"))
 
 
 def tiny_config(**train) -> dict:

@@ -22,16 +22,17 @@ from metalr.steprules import make_rule
 def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
              out_path: Path, progress: bool = True, device: str = "cpu") -> dict:
     ecfg = cfg["evaluate"]
-    seeding.configure_torch(ecfg["threads"])
+    io.remove_stale_temporaries(out_path)
+    seeding.configure_torch(ecfg["threads"], cfg["deterministic"])
     model = torch.load(model_path, weights_only=False, map_location=device)
     expected = config_mod.train_slice(cfg, run)
     if model["config"] != expected:
-        raise ValueError(f"model {model_path} was trained with a different config than run {run.run_id} "
-                         f"asks for; retrain it")
+        raise config_mod.ConfigError(f"model {model_path} was trained with a different config than run "
+                                     f"{run.run_id} asks for; retrain it")
     task_list = load_task_list(tasks_path)
     if (task_list["dataset"], task_list["ways"], task_list["shots"]) != (run.dataset, run.ways, run.shots):
-        raise ValueError(f"task list {tasks_path} is for {task_list['dataset']} {task_list['ways']}-way "
-                         f"{task_list['shots']}-shot, not for run {run.run_id}")
+        raise config_mod.ConfigError(f"task list {tasks_path} is for {task_list['dataset']} "
+                                     f"{task_list['ways']}-way {task_list['shots']}-shot, not for run {run.run_id}")
     split = load_split(data_dir, task_list["split"])
     algorithm = get_algorithm(run.algorithm)
     rule = make_rule(run.rule, cfg["rules"])

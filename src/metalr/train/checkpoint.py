@@ -17,9 +17,16 @@ class CheckpointMismatch(RuntimeError):
     """A checkpoint was made with a different config; resuming from it would mix two runs."""
 
 
+def write_torch(path: Path, obj: Any) -> None:
+    """``torch.save`` atomically, with the same bytes for the same object."""
+    # Through a file object, not a path: torch names the archive's records after the file it is
+    # given, and the temporary file's name is random, so each save would differ in its bytes.
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def save(path: Path, state: dict[str, Any]) -> None:
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    write_torch(path, state)
 
 
 def load(path: Path, expected_config: dict, device: str = "cpu") -> dict[str, Any] | None:

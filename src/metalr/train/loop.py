@@ -44,7 +44,9 @@ def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device:
 def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, checkpoint_path: Path,
           progress: bool = True, device: str = "cpu") -> dict:
     tcfg = cfg["train"]
-    seeding.configure_torch(tcfg["threads"])
+    for path in (*output_files(out_dir), checkpoint_path):
+        io.remove_stale_temporaries(path)
+    seeding.configure_torch(tcfg["threads"], cfg["deterministic"])
     run_config = config_mod.train_slice(cfg, run)
     split = load_split(data_dir, "train")
     by_class = split.indices_by_class()
@@ -57,6 +59,8 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     for tensor in trainable.values():
         tensor.requires_grad_(True)
     optimizer = torch.optim.Adam(trainable.values(), lr=tcfg["outer_lr"])
+    # The task sampler is the loop's only source of randomness (init draws from its own generator,
+    # nothing draws from torch's global RNG), so its state is the RNG state a checkpoint must hold.
     rng = seeding.numpy_rng(run.seed, seeding.STREAM_TRAIN_TASKS)
 
     iterations, batch, steps = tcfg["iterations"], tcfg["task_batch"], tcfg["inner_steps"]
@@ -74,6 +78,8 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         start = resumed["iteration"]
         lambdas[:start], losses[:start], accuracies[:start] = (
             resumed["lambdas"], resumed["losses"], resumed["accuracies"])
+        print(f"{run.run_id}: resuming from {checkpoint_path} at iteration {start} of {iterations}",
+              file=sys.stderr)
 
     bar = tqdm(range(start, iterations), initial=start, total=iterations, desc=f"train {run.run_id}",
                disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr)
@@ -122,8 +128,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         with open(tmp, "wb") as fh:
             np.save(fh, lambdas, allow_pickle=False)
     io.write_json(out_dir / LOG_FILE, log)
-    with io.atomic_path(out_dir / MODEL_FILE) as tmp:
-        torch.save(model, tmp)
+    checkpoint.write_torch(out_dir / MODEL_FILE, model)
     checkpoint_path.unlink(missing_ok=True)
     return log
 
