@@ -152,6 +152,8 @@ def _fetch_once(url: str, part: Path, policy: RetryPolicy, progress: bool, manua
         if offset and not appending:
             log.warning("%s ignored the Range request; downloading %s from the start", url, part.name)
         total = _expected_total(response, offset, appending)
+        if total is not None:
+            check_free_space(part.parent, total - (offset if appending else 0))
         written = offset if appending else 0
         try:
             with open(part, "ab" if appending else "wb") as fh, tqdm(

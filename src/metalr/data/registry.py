@@ -10,13 +10,14 @@ from typing import Any, Callable, Mapping
 class DatasetSpec:
     name: str
     description: str
-    build: Callable[[Path, Mapping[str, Any]], dict]  # (output folder, data.<name> config) -> manifest
+    build: Callable[[Path, Mapping[str, Any]], dict]  # (output folder, the `data` config) -> manifest
     images_per_class: Callable[[Mapping[str, Any]], int]  # smallest class size, from the full config
 
 
-def _build_glyphs(out_dir: Path, settings: Mapping[str, Any]) -> dict:
+def _build_glyphs(out_dir: Path, data_cfg: Mapping[str, Any]) -> dict:
     from metalr.data import glyphs
 
+    settings = data_cfg["glyphs"]
     return glyphs.build(
         out_dir,
         seed=settings["seed"],
@@ -26,12 +27,24 @@ def _build_glyphs(out_dir: Path, settings: Mapping[str, Any]) -> dict:
     )
 
 
+def _build_omniglot(out_dir: Path, data_cfg: Mapping[str, Any]) -> dict:
+    from metalr.data import omniglot
+
+    return omniglot.build(out_dir, data_cfg)
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "glyphs": DatasetSpec(
         name="glyphs",
         description="letters rendered from matplotlib's bundled fonts; alphabets = Unicode scripts",
         build=_build_glyphs,
         images_per_class=lambda cfg: cfg["data"]["glyphs"]["instances_per_class"],
+    ),
+    "omniglot": DatasetSpec(
+        name="omniglot",
+        description="Omniglot handwritten characters (Lake et al. 2015), Vinyals split, optional x4 rotations",
+        build=_build_omniglot,
+        images_per_class=lambda cfg: 20,
     ),
 }
 
