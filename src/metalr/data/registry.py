@@ -73,6 +73,12 @@ DATASETS: dict[str, DatasetSpec] = {
         build=_builder("stanford_dogs"),
         images_per_class=lambda cfg: 148,  # the smallest breed
     ),
+    "mini_imagenet": DatasetSpec(
+        name="mini_imagenet",
+        description="miniImageNet: 100 ILSVRC-2012 classes x 600 images, 84x84, Ravi & Larochelle's split",
+        build=_builder("mini_imagenet"),
+        images_per_class=lambda cfg: 600,
+    ),
 }
 
 

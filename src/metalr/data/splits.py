@@ -25,8 +25,8 @@ def split_path(dataset: str, name: str) -> Path:
 
 
 def split_files(dataset: str) -> list[str]:
-    """Repo-relative paths of a dataset's split files: inputs of its data stage."""
-    return [str(p.relative_to(REPO_ROOT)) for p in sorted((SPLITS_DIR / dataset).glob("*.json"))]
+    """Repo-relative paths of a dataset's split files (and image lists below them): inputs of its data stage."""
+    return [str(p.relative_to(REPO_ROOT)) for p in sorted((SPLITS_DIR / dataset).rglob("*.json"))]
 
 
 def available(dataset: str) -> list[str]:
