@@ -213,12 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from metalr.data.arrays import DatasetIntegrityError
+    from metalr.data.download import DownloadError
+    from metalr.data.extract import CorruptArchive, UnsafeArchive
+    from metalr.data.splits import SplitFileError
     from metalr.report.pdf import LatexBuildError, LatexNotInstalled
     from metalr.train.checkpoint import CheckpointMismatch
     from metalr.train.loop import DivergenceError
 
-    return KNOWN_ERRORS + (DatasetIntegrityError, CheckpointMismatch, DivergenceError, FileNotFoundError,
-                           LatexNotInstalled, LatexBuildError)
+    return KNOWN_ERRORS + (DatasetIntegrityError, DownloadError, CorruptArchive, UnsafeArchive, SplitFileError,
+                           CheckpointMismatch, DivergenceError, FileNotFoundError, LatexNotInstalled, LatexBuildError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import yaml
 from metalr import config as config_mod
 from metalr import paths
 from metalr.data.arrays import MANIFEST
+from metalr.data.splits import split_files
 from metalr.report.build import OUTPUTS as REPORT_FILES
 from metalr.stages import stage_sources
 
@@ -53,7 +54,7 @@ def generate(config_files: list[str]) -> dict:
     for dataset in cfg["grid"]["datasets"]:
         data_dirs[dataset] = str(Path(cfg["data"]["root"]) / dataset)
         stages[f"data_{dataset}"] = _stage(
-            f"metalr data {args} --dataset {dataset}", stage_sources("data"),
+            f"metalr data {args} --dataset {dataset}", stage_sources("data") + split_files(dataset),
             _params(config_files, [f"data.{dataset}", "data.root"]), [data_dirs[dataset]])
     runs = config_mod.grid_runs(cfg)
     cells = sorted({(r.dataset, r.ways, r.shots) for r in runs})

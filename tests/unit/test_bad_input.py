@@ -6,6 +6,8 @@ import shutil
 
 import pytest
 
+from metalr.data.registry import DATASETS
+
 from metalr import cli
 from tests.unit.synthetic import RUN_ID, write_config
 
@@ -29,7 +31,7 @@ def assert_no_outputs(folder):
 
 
 @pytest.mark.parametrize("sections, expected", [
-    ({"grid": {"datasets": ["mnist"]}}, "grid.datasets[0]: unknown dataset 'mnist'; valid: ['glyphs']"),
+    ({"grid": {"datasets": ["mnist"]}}, "grid.datasets[0]: unknown dataset 'mnist'; valid: " + str(sorted(DATASETS))),
     ({"grid": {"algorithms": ["maml", "reptile"]}},
      "grid.algorithms[1]: unknown algorithm 'reptile'; valid: ['anil', 'fomaml', 'maml']"),
     ({"grid": {"rules": ["adam"]}}, "grid.rules[0]: unknown rule 'adam'; valid: ['fixed', 'mlplr']"),
@@ -56,7 +58,7 @@ def test_run_outside_the_grid_lists_the_valid_runs(workdir, blobs_root, capsys):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (("--dataset", "mnist", "--ways", "3", "--shots", "1"), "unknown dataset 'mnist'; valid: ['glyphs']"),
+    (("--dataset", "mnist", "--ways", "3", "--shots", "1"), "unknown dataset 'mnist'; valid: " + str(sorted(DATASETS))),
     (("--dataset", "glyphs", "--ways", "0", "--shots", "1"), "--ways must be an integer >= 2, got 0"),
     (("--dataset", "glyphs", "--ways", "3", "--shots", "0"), "--shots must be an integer >= 1, got 0"),
 ])
@@ -68,7 +70,7 @@ def test_bad_task_list_arguments_are_refused(workdir, blobs_root, capsys, args, 
 
 def test_unknown_dataset_is_refused_by_the_data_stage(workdir, blobs_root, capsys):
     write_config(workdir, blobs_root)
-    assert "unknown dataset 'mnist'; valid: ['glyphs']" in fails(capsys, "data", "--configfile", "tiny.yaml",
+    assert "unknown dataset 'mnist'; valid: " + str(sorted(DATASETS)) in fails(capsys, "data", "--configfile", "tiny.yaml",
                                                                  "--dataset", "mnist")
     assert sorted(p.name for p in blobs_root.iterdir()) == ["glyphs"]
 

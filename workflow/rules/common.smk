@@ -9,6 +9,7 @@ from metalr import paths as metalr_paths
 from metalr import devices as metalr_devices
 from metalr import stages as metalr_stages
 from metalr.data.arrays import SPLITS, images_file, labels_file
+from metalr.data.splits import split_files
 from metalr.report.build import OUTPUTS
 
 try:

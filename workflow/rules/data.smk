@@ -1,7 +1,8 @@
 rule data:
-    """Build a dataset's preprocessed uint8 arrays and manifest."""
+    """Build a dataset's preprocessed uint8 arrays and manifest (raw archives: data.mirror or data.downloads)."""
     input:
-        sources("data"),
+        code=sources("data"),
+        splits=lambda w: split_files(w.dataset),
     output:
         dataset_files("{dataset}"),
     params:

@@ -17,7 +17,7 @@ def prepare(cfg: Mapping[str, Any], dataset: str, out_dir: Path) -> dict:
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        manifest = spec.build(tmp, cfg["data"][dataset])
+        manifest = spec.build(tmp, cfg["data"])
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

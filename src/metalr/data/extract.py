@@ -1,0 +1,105 @@
+"""Safe, all-or-nothing extraction of tar and zip archives.
+
+Every member is checked before anything is written: absolute paths, ``..`` components, links that
+point outside the destination, and device files are refused with an error naming the member. The
+archive is unpacked into a temporary folder beside the destination, which is renamed into place only
+when every member is out, so the destination either does not exist or is complete.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+
+class UnsafeArchive(ValueError):
+    """An archive member would land outside the destination, or is a device/special file."""
+
+
+class CorruptArchive(ValueError):
+    """An archive cannot be read to its end (truncated or damaged)."""
+
+
+def _check_name(archive: Path, name: str) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or name.startswith(("/", "\\")) or (path.parts and ":" in path.parts[0]):
+        raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path; refusing to extract")
+    if ".." in path.parts:
+        raise UnsafeArchive(f"{archive}: member {name!r} climbs out of the destination with '..'; refusing to extract")
+
+
+def _check_link(archive: Path, member: tarfile.TarInfo) -> None:
+    # A symlink's target is relative to the link's folder; a hard link's is relative to the archive root.
+    base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
+    target = PurePosixPath(member.linkname)
+    depth = 0
+    for part in (base / target).parts if not target.is_absolute() else ("/",):
+        if part == "/":
+            depth = -1
+            break
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            break
+    if depth < 0:
+        raise UnsafeArchive(
+            f"{archive}: link {member.name!r} -> {member.linkname!r} points outside the destination; refusing to extract"
+        )
+
+
+def check_tar_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    for member in members:
+        _check_name(archive, member.name)
+        if member.issym() or member.islnk():
+            _check_link(archive, member)
+        elif not (member.isfile() or member.isdir()):
+            raise UnsafeArchive(f"{archive}: member {member.name!r} is a device or special file; refusing to extract")
+
+
+def _extract_tar(archive: Path, into: Path) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()  # reads the whole index: a truncated archive fails here
+            check_tar_members(archive, members)
+            tar.extractall(into, members=members, filter="data")
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise CorruptArchive(f"{archive} is truncated or damaged ({exc}); delete it and download it again") from exc
+
+
+def _extract_zip(archive: Path, into: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                _check_name(archive, info.filename)
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise UnsafeArchive(f"{archive}: member {info.filename!r} is a symlink; refusing to extract")
+            bad = zf.testzip()
+            if bad is not None:
+                raise CorruptArchive(f"{archive}: member {bad!r} fails its CRC; delete the archive and download it again")
+            zf.extractall(into, members=infos)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise CorruptArchive(f"{archive} is truncated or damaged ({exc}); delete it and download it again") from exc
+
+
+def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Unpack ``archive`` (tar, tar.gz, tgz or zip) into the folder ``dest``, all or nothing."""
+    archive, dest = Path(archive), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.extracting-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, tmp)
+        else:
+            _extract_tar(archive, tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
