@@ -6,6 +6,7 @@ import yaml
 
 from metalr import config as config_mod
 from metalr.config import ConfigError, Run
+from metalr.steprules import RULES
 
 
 def write(tmp_path, data, name="override.yaml"):
@@ -34,7 +35,7 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
 
 @pytest.mark.parametrize("override,expected", [
     ({"grid": {"algorithms": ["maml", "mamll"]}}, "grid.algorithms[1]: unknown algorithm 'mamll'; valid: ['anil', 'fomaml', 'maml']"),
-    ({"grid": {"rules": ["nope"]}}, "grid.rules[0]: unknown rule 'nope'; valid: ['fixed', 'mlplr']"),
+    ({"grid": {"rules": ["nope"]}}, f"grid.rules[0]: unknown rule 'nope'; valid: {sorted(RULES)}"),
     ({"grid": {"datasets": ["imagenet"]}}, "grid.datasets[0]: unknown dataset 'imagenet'; valid: ['glyphs']"),
     ({"grid": {"shots": [0]}}, "grid.shots[0]: 0 is less than the minimum of 1"),
     ({"grid": {"ways": [1]}}, "grid.ways[0]: 1 is less than the minimum of 2"),

@@ -19,9 +19,12 @@ class ANIL:
     name: str = "anil"
     first_order: bool = False
 
+    def adapted_keys(self, params: Params) -> list[str]:
+        return conv4.head_keys(params)
+
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
-        head = {k: params[k] for k in conv4.head_keys(params)}
+        head = {k: params[k] for k in self.adapted_keys(params)}
         support_features = conv4.features(params, task.xs)
         query_features = conv4.features(params, task.xq)
         first_order = self.first_order or not training

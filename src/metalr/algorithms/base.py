@@ -29,6 +29,9 @@ class TaskResult:
 class Algorithm(Protocol):
     name: str
 
+    def adapted_keys(self, params: Params) -> list[str]:
+        """The parameter keys the inner loop updates (the rule's learned rates exist for these only)."""
+
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
         """Adapt to the task's support set, then score the query set."""

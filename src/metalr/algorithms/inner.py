@@ -22,6 +22,7 @@ def adapt(predict: Predict, params: Params, adapt_keys: list[str], x: torch.Tens
     """Run ``steps`` inner updates of the ``adapt_keys`` entries on the support set (x, y).
 
     Returns the adapted parameters (all keys) and the step size of every step (a 1-D tensor).
+    The rule's per-task state starts empty and is threaded through the steps.
     """
     fixed = {k: v for k, v in params.items() if k not in adapt_keys}
     fast = {k: params[k] for k in adapt_keys}
@@ -31,11 +32,11 @@ def adapt(predict: Predict, params: Params, adapt_keys: list[str], x: torch.Tens
         loss = F.cross_entropy(logits, y)
         return loss, (loss, logits)
 
-    rates = []
+    rates, state = [], {}
     for step in range(steps):
         grads, (loss, logits) = torch.func.grad(support_loss, has_aux=True)(fast)
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
-        fast, rate = rule.step(meta, fast, grads, step, SupportState(logits=logits, labels=y, loss=loss))
+        fast, rate, state = rule.step(meta, fast, grads, step, SupportState(logits=logits, labels=y, loss=loss), state)
         rates.append(rate)
     return {**fixed, **fast}, torch.stack(rates)

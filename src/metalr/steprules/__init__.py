@@ -5,11 +5,13 @@ from typing import Any, Mapping
 
 from metalr.steprules.base import StepRule
 from metalr.steprules.fixed import FixedRate
+from metalr.steprules.metasgd import MetaSGD
 from metalr.steprules.mlplr import MLPLR
 
 RULES: dict[str, type] = {
     FixedRate.name: FixedRate,
     MLPLR.name: MLPLR,
+    MetaSGD.name: MetaSGD,
 }
 
 

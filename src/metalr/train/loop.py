@@ -50,7 +50,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     rule = make_rule(run.rule, cfg["rules"])
 
     params = init_model(cfg, run, list(split.images.shape[1:]))
-    meta = rule.init_meta(params, tcfg["inner_steps"])
+    meta = rule.init_meta({k: params[k] for k in algorithm.adapted_keys(params)}, tcfg["inner_steps"])
     trainable = {**{f"model.{k}": v for k, v in params.items()}, **{f"rule.{k}": v for k, v in meta.items()}}
     for tensor in trainable.values():
         tensor.requires_grad_(True)

@@ -1,0 +1,143 @@
+"""Step-size rules beyond fixed/MLPLR: meta-gradients, degenerate settings, and a run end to end."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from metalr import config as config_mod
+from metalr import io
+from metalr.algorithms import ALGORITHMS
+from metalr.algorithms.inner import adapt
+from metalr.config import Run
+from metalr.data.arrays import load_split
+from metalr.data.episodes import make_task_list
+from metalr.evaluate.evaluate import evaluate
+from metalr.models import conv4
+from metalr.steprules import make_rule
+from metalr.train.loop import train
+from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
+
+LR = 0.3
+STEPS = 2
+DEFAULTS = config_mod.load([config_mod.DEFAULT_CONFIG])["rules"]
+LEARNED = ["meta-sgd"]
+NEW_RULES = LEARNED
+
+
+def rules_config(**overrides) -> dict:
+    """The shipped settings, with every initial rate set to LR (so degenerate cases compare to fixed LR)."""
+    rules = copy.deepcopy(DEFAULTS)
+    rules["fixed"]["lr"] = LR
+    rules["meta-sgd"]["lr"] = LR
+    for name, values in overrides.items():
+        rules[name].update(values)
+    return rules
+
+
+def adapted(algorithm: str, params, meta, rule, task, steps: int = STEPS):
+    alg = ALGORITHMS[algorithm]
+    keys = alg.adapted_keys(params)
+    fast, rates = adapt(conv4.forward, params, keys, task.xs, task.ys, rule, meta, steps, first_order=False)
+    query = alg.task_result(params, meta, rule, task, steps, training=True).query_loss
+    return fast, rates, query
+
+
+def init_meta(rule, algorithm: str, params, steps: int = STEPS):
+    keys = ALGORITHMS[algorithm].adapted_keys(params)
+    return rule.init_meta({k: params[k] for k in keys}, steps)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
+@pytest.mark.parametrize("name", LEARNED)
+def test_meta_gradient_wrt_the_rules_own_parameters_matches_finite_differences(float64, name, algorithm):
+    params, task = tiny_params(), tiny_task()
+    rule = make_rule(name, rules_config())
+    gen = torch.Generator().manual_seed(3)
+    # Away from the symmetric starting point, so every entry matters.
+    meta = {k: (v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype)).requires_grad_(True)
+            for k, v in init_meta(rule, algorithm, params).items()}
+    loss = ALGORITHMS[algorithm].task_result(params, meta, rule, task, STEPS, training=True).query_loss
+    grads = dict(zip(meta, torch.autograd.grad(loss, list(meta.values()))))
+    assert sum(g.norm() for g in grads.values()) > 1e-6
+    eps = 1e-6
+    for _ in range(2):
+        direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in meta.items()}
+        with torch.no_grad():
+            losses = [ALGORITHMS[algorithm].task_result(params, {k: v + sign * eps * direction[k] for k, v in meta.items()},
+                                                        rule, task, STEPS, training=True).query_loss
+                      for sign in (1, -1)]
+        numeric = (losses[0] - losses[1]) / (2 * eps)
+        analytic = sum((grads[k] * direction[k]).sum() for k in meta)
+        assert torch.isclose(analytic, numeric, rtol=1e-5, atol=1e-9), (analytic, numeric)
+
+
+def assert_same_adaptation(algorithm: str, rule, meta, expected_rate: float = LR):
+    params, task = tiny_params(), tiny_task()
+    fixed = make_rule("fixed", rules_config())
+    fast, rates, query = adapted(algorithm, params, meta(rule, algorithm, params), rule, task)
+    ref_fast, ref_rates, ref_query = adapted(algorithm, params, {}, fixed, task)
+    for key in ref_fast:
+        assert torch.equal(fast[key], ref_fast[key]), key
+    assert torch.equal(query, ref_query)
+    torch.testing.assert_close(rates, torch.full_like(rates, expected_rate), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
+def test_meta_sgd_with_rates_at_their_initial_value_is_the_fixed_rule(float64, algorithm):
+    assert_same_adaptation(algorithm, make_rule("meta-sgd", rules_config()), init_meta)
+
+
+def test_meta_sgd_rates_have_the_shapes_of_the_adapted_parameters():
+    params = tiny_params()
+    rule = make_rule("meta-sgd", rules_config())
+    anil = init_meta(rule, "anil", params)
+    assert {k: v.shape for k, v in anil.items()} == {f"lr.{k}": params[k].shape for k in conv4.head_keys(params)}
+    assert len(init_meta(rule, "maml", params)) == len(params)
+
+
+def test_meta_sgd_logs_the_element_weighted_mean_rate(float64):
+    rule = make_rule("meta-sgd", rules_config())
+    params = {"a": torch.zeros(3), "b": torch.zeros(1)}
+    meta = {"lr.a": torch.full((3,), 0.1), "lr.b": torch.full((1,), 0.5)}
+    grads = {"a": torch.ones(3), "b": torch.ones(1)}
+    new, rate, _ = rule.step(meta, params, grads, 0, None, {})
+    assert rate.item() == pytest.approx((3 * 0.1 + 0.5) / 4)
+    torch.testing.assert_close(new["a"], torch.full((3,), -0.1))
+
+
+@pytest.fixture(scope="module")
+def task_list(data_dir, tmp_path_factory):  # noqa: F811
+    split = load_split(data_dir, "test")
+    tasks = make_task_list(split, dataset="glyphs", split_name="test", ways=3, shots=1, queries=3, tasks=6, seed=1,
+                           source_manifest_sha256="x")
+    path = tmp_path_factory.mktemp("tasks") / "tasks.json"
+    io.write_json(path, tasks)
+    return path
+
+
+@pytest.mark.parametrize("name", NEW_RULES)
+def test_rule_trains_end_to_end_and_its_learned_state_is_used_at_evaluation(data_dir, task_list, tmp_path, name):  # noqa: F811
+    cfg = tiny_config(iterations=3)
+    cfg["evaluate"]["tasks"] = 6
+    run = Run("glyphs", 3, 1, "maml", name, 1)
+    train(cfg, run, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
+    model = torch.load(tmp_path / "model" / "model.pt", weights_only=False)
+    lambdas = np.load(tmp_path / "model" / "lambdas.npy")
+    assert np.all(np.isfinite(lambdas)) and lambdas.shape == (3, cfg["train"]["task_batch"], 2)
+    metrics = evaluate(cfg, run, tmp_path / "model" / "model.pt", task_list, data_dir, tmp_path / "m.json",
+                       progress=False)
+    assert len(metrics["lambda"]["mean_per_step"]) == cfg["evaluate"]["inner_steps"]
+    rule = make_rule(name, cfg["rules"])
+    start = init_meta(rule, "maml", model["params"], cfg["train"]["inner_steps"])
+    assert set(model["meta"]) == set(start)
+    if not start:
+        return
+    # Learned: the saved rates moved away from their start; used: evaluating with the start differs.
+    assert any(not torch.equal(model["meta"][k], start[k]) for k in start)
+    torch.save({**model, "meta": start}, tmp_path / "start.pt")
+    at_start = evaluate(cfg, run, tmp_path / "start.pt", task_list, data_dir, tmp_path / "s.json", progress=False)
+    assert at_start["lambda"] != metrics["lambda"]
