@@ -108,6 +108,10 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
             f"rules.mlplr.lr_min ({mlplr['lr_min']}) is larger than rules.mlplr.lr_max ({mlplr['lr_max']}); "
             "set lr_min <= lr_max"
         )
+    train = cfg["train"]
+    if train["outer_lr_schedule"] == "cosine" and train["outer_lr_min"] > train["outer_lr"]:
+        problems.append(f"train.outer_lr_min ({train['outer_lr_min']}) is larger than train.outer_lr "
+                        f"({train['outer_lr']}); cosine annealing goes from outer_lr down to outer_lr_min")
     for dataset in cfg["grid"]["datasets"]:
         if dataset not in DATASETS:
             continue

@@ -44,6 +44,9 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
     ({"rules": {"mlplr": {"lr_min": 3.0}}}, "rules.mlplr.lr_min (3.0) is larger than rules.mlplr.lr_max (1.0)"),
     ({"train": {"queries": 19}}, "train.queries: max(grid.shots) + train.queries = 24 images per class"),
     ({"train": {"outer_lr": "fast"}}, "train.outer_lr: 'fast' is not of type 'number'"),
+    ({"train": {"outer_lr_schedule": "cosine", "outer_lr_min": 0.1}},
+     "train.outer_lr_min (0.1) is larger than train.outer_lr (0.001)"),
+    ({"train": {"outer_lr_schedule": "step"}}, "train.outer_lr_schedule: 'step' is not allowed"),
 ])
 def test_bad_values_fail_with_key_path(tmp_path, override, expected):
     with pytest.raises(ConfigError) as err:

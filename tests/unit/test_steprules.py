@@ -24,7 +24,7 @@ from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir
 LR = 0.3
 STEPS = 2
 DEFAULTS = config_mod.load([config_mod.DEFAULT_CONFIG])["rules"]
-LEARNED = ["meta-sgd"]
+LEARNED = ["meta-sgd", "lslr"]
 NEW_RULES = LEARNED
 
 
@@ -33,6 +33,7 @@ def rules_config(**overrides) -> dict:
     rules = copy.deepcopy(DEFAULTS)
     rules["fixed"]["lr"] = LR
     rules["meta-sgd"]["lr"] = LR
+    rules["lslr"]["lr"] = LR
     for name, values in overrides.items():
         rules[name].update(values)
     return rules
@@ -107,6 +108,22 @@ def test_meta_sgd_logs_the_element_weighted_mean_rate(float64):
     new, rate, _ = rule.step(meta, params, grads, 0, None, {})
     assert rate.item() == pytest.approx((3 * 0.1 + 0.5) / 4)
     torch.testing.assert_close(new["a"], torch.full((3,), -0.1))
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
+def test_lslr_with_rates_at_their_initial_value_is_the_fixed_rule(float64, algorithm):
+    assert_same_adaptation(algorithm, make_rule("lslr", rules_config()), init_meta)
+
+
+def test_lslr_uses_each_steps_rate_and_the_last_one_beyond_the_trained_steps(float64):
+    rule = make_rule("lslr", rules_config())
+    params = {"a": torch.zeros(2), "b": torch.zeros(2)}
+    meta = {"lr.a": torch.tensor([0.1, 0.2]), "lr.b": torch.tensor([0.3, 0.4])}
+    grads = {"a": torch.ones(2), "b": torch.ones(2)}
+    for step, expected in ((0, (0.1, 0.3)), (1, (0.2, 0.4)), (5, (0.2, 0.4))):
+        new, rate, _ = rule.step(meta, params, grads, step, None, {})
+        assert (new["a"][0].item(), new["b"][0].item()) == pytest.approx((-expected[0], -expected[1]))
+        assert rate.item() == pytest.approx(sum(expected) / 2)
 
 
 @pytest.fixture(scope="module")

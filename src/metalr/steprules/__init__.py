@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from metalr.steprules.base import StepRule
 from metalr.steprules.fixed import FixedRate
+from metalr.steprules.lslr import LSLR
 from metalr.steprules.metasgd import MetaSGD
 from metalr.steprules.mlplr import MLPLR
 
@@ -12,6 +13,7 @@ RULES: dict[str, type] = {
     FixedRate.name: FixedRate,
     MLPLR.name: MLPLR,
     MetaSGD.name: MetaSGD,
+    LSLR.name: LSLR,
 }
 
 

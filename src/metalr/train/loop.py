@@ -19,6 +19,7 @@ from metalr.data.episodes import episode_tensors, sample_episode
 from metalr.models import conv4
 from metalr.steprules import make_rule
 from metalr.train import checkpoint
+from metalr.train.schedule import outer_lr
 
 MODEL_FILE = "model.pt"
 LOG_FILE = "train_log.json"
@@ -91,6 +92,8 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
             last = f"{finite[-1]:.6g}" if finite.size else "none"
             raise DivergenceError(f"run {run.run_id} diverged at iteration {it + 1}: loss {batch_loss}; "
                                   f"last finite loss {last}. No results were written.")
+        for group in optimizer.param_groups:
+            group["lr"] = outer_lr(tcfg, it)
         optimizer.step()
         losses[it] = batch_loss
         if (it + 1) % tcfg["log_every"] == 0:
