@@ -25,7 +25,7 @@ LR = 0.3
 STEPS = 2
 DEFAULTS = config_mod.load([config_mod.DEFAULT_CONFIG])["rules"]
 LEARNED = ["meta-sgd", "lslr"]
-NEW_RULES = LEARNED
+NEW_RULES = LEARNED + ["hypergradient"]
 
 
 def rules_config(**overrides) -> dict:
@@ -34,6 +34,7 @@ def rules_config(**overrides) -> dict:
     rules["fixed"]["lr"] = LR
     rules["meta-sgd"]["lr"] = LR
     rules["lslr"]["lr"] = LR
+    rules["hypergradient"]["lr"] = LR
     for name, values in overrides.items():
         rules[name].update(values)
     return rules
@@ -124,6 +125,30 @@ def test_lslr_uses_each_steps_rate_and_the_last_one_beyond_the_trained_steps(flo
         new, rate, _ = rule.step(meta, params, grads, step, None, {})
         assert (new["a"][0].item(), new["b"][0].item()) == pytest.approx((-expected[0], -expected[1]))
         assert rate.item() == pytest.approx(sum(expected) / 2)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
+def test_hypergradient_with_beta_zero_is_the_fixed_rule(float64, algorithm):
+    assert_same_adaptation(algorithm, make_rule("hypergradient", rules_config(hypergradient={"beta": 0.0})), init_meta)
+
+
+def test_hypergradient_moves_the_rate_by_beta_times_the_gradient_alignment(float64):
+    params, task = tiny_params(), tiny_task()
+    beta = 0.05
+    rule = make_rule("hypergradient", rules_config(hypergradient={"beta": beta}))
+    _, rates, _ = adapted("maml", params, {}, rule, task, steps=3)
+    # Reference: SGD-HD written out with autograd, independently of the rule's state handling.
+    fast, rate, previous, expected = dict(params), LR, None, []
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(conv4.forward(fast, task.xs), task.ys)
+        grads = dict(zip(fast, torch.autograd.grad(loss, list(fast.values()))))
+        if previous is not None:
+            rate = rate + beta * sum((grads[k] * previous[k]).sum() for k in grads)
+        expected.append(float(rate))
+        fast = {k: (v - rate * grads[k]).detach().requires_grad_(True) for k, v in fast.items()}
+        previous = grads
+    torch.testing.assert_close(rates, torch.tensor(expected), rtol=1e-10, atol=1e-12)
+    assert rates[1] != rates[0] and rates[2] != rates[1]
 
 
 @pytest.fixture(scope="module")

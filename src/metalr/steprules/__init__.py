@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from metalr.steprules.base import StepRule
 from metalr.steprules.fixed import FixedRate
+from metalr.steprules.hypergradient import Hypergradient
 from metalr.steprules.lslr import LSLR
 from metalr.steprules.metasgd import MetaSGD
 from metalr.steprules.mlplr import MLPLR
@@ -14,6 +15,7 @@ RULES: dict[str, type] = {
     MLPLR.name: MLPLR,
     MetaSGD.name: MetaSGD,
     LSLR.name: LSLR,
+    Hypergradient.name: Hypergradient,
 }
 
 
