@@ -17,6 +17,7 @@ from metalr.data.episodes import make_task_list
 from metalr.evaluate.evaluate import evaluate
 from metalr.models import conv4
 from metalr.steprules import make_rule
+from metalr.steprules.base import SupportState
 from metalr.train.loop import train
 from tests.unit.helpers import tiny_params, tiny_task
 from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
@@ -25,7 +26,7 @@ LR = 0.3
 STEPS = 2
 DEFAULTS = config_mod.load([config_mod.DEFAULT_CONFIG])["rules"]
 LEARNED = ["meta-sgd", "lslr"]
-NEW_RULES = LEARNED + ["hypergradient"]
+NEW_RULES = LEARNED + ["hypergradient", "metaoptimize"]
 
 
 def rules_config(**overrides) -> dict:
@@ -35,6 +36,7 @@ def rules_config(**overrides) -> dict:
     rules["meta-sgd"]["lr"] = LR
     rules["lslr"]["lr"] = LR
     rules["hypergradient"]["lr"] = LR
+    rules["metaoptimize"]["lr"] = LR
     for name, values in overrides.items():
         rules[name].update(values)
     return rules
@@ -149,6 +151,44 @@ def test_hypergradient_moves_the_rate_by_beta_times_the_gradient_alignment(float
         previous = grads
     torch.testing.assert_close(rates, torch.tensor(expected), rtol=1e-10, atol=1e-12)
     assert rates[1] != rates[0] and rates[2] != rates[1]
+
+
+@pytest.mark.parametrize("variant", ["scalar", "blockwise"])
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
+def test_metaoptimize_with_meta_step_size_zero_is_the_fixed_rule(float64, algorithm, variant):
+    settings = rules_config(metaoptimize={"meta_lr": 0.0, "variant": variant})
+    assert_same_adaptation(algorithm, make_rule("metaoptimize", settings), init_meta)
+
+
+def metaoptimize_steps(variant: str, grads_per_step: list[dict], eta=0.5, decay=0.5):
+    rule = make_rule("metaoptimize", rules_config(metaoptimize={"meta_lr": eta, "trace_decay": decay,
+                                                                "variant": variant}))
+    params, state, rates = {k: torch.zeros(1) for k in grads_per_step[0]}, {}, []
+    for step, grads in enumerate(grads_per_step):
+        params, rate, state = rule.step({}, params, grads, step, SupportState(None, None, torch.zeros(())), state)
+        rates.append(rate.item())
+    return params, rates, state
+
+
+def test_metaoptimize_follows_its_trace_update_by_hand(float64):
+    eta, decay, g = 0.5, 0.5, [1.0, 2.0, -1.0]
+    # By hand: δ0 = 0; Δ0 = -α g0; h = Δ0. δ1 = -η g1 h; Δ1 = -α e^δ1 g1; h = γ h + Δ1. δ2 = δ1 - η g2 h.
+    d0 = -LR * g[0]
+    d1_log = -eta * g[1] * d0
+    d1 = -LR * np.exp(d1_log) * g[1]
+    d2_log = d1_log - eta * g[2] * (decay * d0 + d1)
+    _, rates, _ = metaoptimize_steps("scalar", [{"w": torch.tensor([v])} for v in g], eta, decay)
+    assert rates == pytest.approx([LR, LR * np.exp(d1_log), LR * np.exp(d2_log)], rel=1e-12)
+
+
+def test_metaoptimize_grows_aligned_steps_and_shrinks_zigzagging_ones_per_block(float64):
+    grads = [{"steady": torch.ones(1), "zigzag": torch.ones(3)}, {"steady": torch.ones(1), "zigzag": -torch.ones(3)}]
+    _, _, state = metaoptimize_steps("blockwise", grads)
+    assert state["log_ratio.steady"] > 0 > state["log_ratio.zigzag"]
+    _, rates, state = metaoptimize_steps("scalar", grads)
+    assert set(k for k in state if k.startswith("log_ratio.")) == {"log_ratio.all"}
+    # scalar: one step size for the summed correlation, -α (steady) + 3α (zig-zag) > 0, so it shrinks
+    assert rates[1] < rates[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from metalr.steprules.base import StepRule
 from metalr.steprules.fixed import FixedRate
 from metalr.steprules.hypergradient import Hypergradient
 from metalr.steprules.lslr import LSLR
+from metalr.steprules.metaoptimize import MetaOptimize
 from metalr.steprules.metasgd import MetaSGD
 from metalr.steprules.mlplr import MLPLR
 
@@ -16,6 +17,7 @@ RULES: dict[str, type] = {
     MetaSGD.name: MetaSGD,
     LSLR.name: LSLR,
     Hypergradient.name: Hypergradient,
+    MetaOptimize.name: MetaOptimize,
 }
 
 
