@@ -25,7 +25,7 @@ from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir
 LR = 0.3
 STEPS = 2
 DEFAULTS = config_mod.load([config_mod.DEFAULT_CONFIG])["rules"]
-LEARNED = ["meta-sgd", "lslr"]
+LEARNED = ["meta-sgd", "lslr", "alfa"]
 NEW_RULES = LEARNED + ["hypergradient", "metaoptimize"]
 
 
@@ -37,6 +37,7 @@ def rules_config(**overrides) -> dict:
     rules["lslr"]["lr"] = LR
     rules["hypergradient"]["lr"] = LR
     rules["metaoptimize"]["lr"] = LR
+    rules["alfa"]["lr"] = LR
     for name, values in overrides.items():
         rules[name].update(values)
     return rules
@@ -77,6 +78,23 @@ def test_meta_gradient_wrt_the_rules_own_parameters_matches_finite_differences(f
         numeric = (losses[0] - losses[1]) / (2 * eps)
         analytic = sum((grads[k] * direction[k]).sum() for k in meta)
         assert torch.isclose(analytic, numeric, rtol=1e-5, atol=1e-9), (analytic, numeric)
+
+
+@pytest.mark.parametrize("name", ["hypergradient", "metaoptimize"])
+def test_online_rules_second_order_meta_gradient_matches_finite_differences(float64, name):
+    """Their rates depend on the inner gradients, so MAML's meta-gradient also flows through the rates."""
+    params, task = tiny_params(), tiny_task()
+    rule = make_rule(name, rules_config(hypergradient={"beta": 0.05}, metaoptimize={"meta_lr": 0.5}))
+    maml = ALGORITHMS["maml"]
+    loss = maml.task_result(params, {}, rule, task, 3, training=True).query_loss
+    grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    gen, eps = torch.Generator().manual_seed(5), 1e-6
+    direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
+    with torch.no_grad():
+        losses = [maml.task_result({k: v + sign * eps * direction[k] for k, v in params.items()}, {}, rule, task, 3,
+                                   training=True).query_loss for sign in (1, -1)]
+    analytic = sum((grads[k] * direction[k]).sum() for k in params)
+    assert torch.isclose(analytic, (losses[0] - losses[1]) / (2 * eps), rtol=1e-5, atol=1e-9)
 
 
 def assert_same_adaptation(algorithm: str, rule, meta, expected_rate: float = LR):
@@ -189,6 +207,31 @@ def test_metaoptimize_grows_aligned_steps_and_shrinks_zigzagging_ones_per_block(
     assert set(k for k in state if k.startswith("log_ratio.")) == {"log_ratio.all"}
     # scalar: one step size for the summed correlation, -α (steady) + 3α (zig-zag) > 0, so it shrinks
     assert rates[1] < rates[0]
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
+def test_alfa_at_its_start_multiplier_one_and_no_decay_is_the_fixed_rule(float64, algorithm):
+    assert_same_adaptation(algorithm, make_rule("alfa", rules_config()), init_meta)
+
+
+def test_alfa_applies_the_networks_rates_and_decay_per_layer(float64):
+    rule = make_rule("alfa", rules_config())
+    params = {"a": torch.full((3,), 2.0), "b": torch.full((1,), -1.0)}
+    grads = {"a": torch.full((3,), 0.5), "b": torch.full((1,), 1.0)}
+    meta = rule.init_meta(params, 2)
+    # Last layer: bias only, so the multipliers are (a_a, a_b, b_a, b_b) = (2, 3, 0.5, 1).
+    meta["net.2.bias"] = torch.tensor([2.0, 3.0, 0.5, 1.0])
+    meta["beta"] = torch.tensor([[1.0, 1.0], [0.8, 0.9]])
+    new, rate, _ = rule.step(meta, params, grads, 1, None, {})
+    torch.testing.assert_close(new["a"], 0.8 * 0.5 * params["a"] - 2 * LR * grads["a"])
+    torch.testing.assert_close(new["b"], 0.9 * 1.0 * params["b"] - 3 * LR * grads["b"])
+    assert rate.item() == pytest.approx((3 * 2 * LR + 3 * LR) / 4)
+    # The network sees the layer statistics: with a live last layer the multipliers depend on them.
+    # Layer b's update changes when only layer a's weights do: through the statistics τ.
+    meta["net.2.weight"] = torch.ones(4, 4)
+    live, _, _ = rule.step(meta, params, grads, 1, None, {})
+    shifted, _, _ = rule.step(meta, {**params, "a": params["a"] + 1}, grads, 1, None, {})
+    assert not torch.allclose(live["b"], shifted["b"])
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from metalr.steprules.alfa import ALFA
 from metalr.steprules.base import StepRule
 from metalr.steprules.fixed import FixedRate
 from metalr.steprules.hypergradient import Hypergradient
@@ -18,6 +19,7 @@ RULES: dict[str, type] = {
     LSLR.name: LSLR,
     Hypergradient.name: Hypergradient,
     MetaOptimize.name: MetaOptimize,
+    ALFA.name: ALFA,
 }
 
 
