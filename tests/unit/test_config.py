@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from metalr import config as config_mod
+from metalr.algorithms import ALGORITHMS
 from metalr.config import ConfigError, Run
 from metalr.steprules import RULES
 
@@ -34,7 +35,9 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
 
 
 @pytest.mark.parametrize("override,expected", [
-    ({"grid": {"algorithms": ["maml", "mamll"]}}, "grid.algorithms[1]: unknown algorithm 'mamll'; valid: ['anil', 'fomaml', 'maml']"),
+    ({"grid": {"algorithms": ["maml", "mamll"]}}, f"grid.algorithms[1]: unknown algorithm 'mamll'; valid: {sorted(ALGORITHMS)}"),
+    ({"grid": {"algorithms": ["maml", "reptile"], "rules": ["fixed", "lslr"]}},
+     "grid.rules[1]: rule 'lslr' learns its rates from the meta-gradient, which algorithm 'reptile' (grid.algorithms[1])"),
     ({"grid": {"rules": ["nope"]}}, f"grid.rules[0]: unknown rule 'nope'; valid: {sorted(RULES)}"),
     ({"grid": {"datasets": ["imagenet"]}}, "grid.datasets[0]: unknown dataset 'imagenet'; valid: ['glyphs']"),
     ({"grid": {"shots": [0]}}, "grid.shots[0]: 0 is less than the minimum of 1"),

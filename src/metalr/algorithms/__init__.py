@@ -5,11 +5,13 @@ from metalr.algorithms.anil import ANIL
 from metalr.algorithms.base import Algorithm
 from metalr.algorithms.fomaml import FOMAML
 from metalr.algorithms.maml import MAML
+from metalr.algorithms.reptile import Reptile
 
 ALGORITHMS: dict[str, Algorithm] = {
     "maml": MAML(),
     "fomaml": FOMAML,
     "anil": ANIL(),
+    "reptile": Reptile(),
 }
 
 

@@ -7,6 +7,7 @@ feature extractor through those features.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
@@ -18,6 +19,7 @@ from metalr.steprules.base import Params, StepRule
 class ANIL:
     name: str = "anil"
     first_order: bool = False
+    trains_rule_meta: ClassVar[bool] = True
 
     def adapted_keys(self, params: Params) -> list[str]:
         return conv4.head_keys(params)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
@@ -13,6 +14,7 @@ from metalr.steprules.base import Params, StepRule
 class MAML:
     name: str = "maml"
     first_order: bool = False
+    trains_rule_meta: ClassVar[bool] = True
 
     def adapted_keys(self, params: Params) -> list[str]:
         return list(params)

@@ -28,6 +28,7 @@ NET_LAYERS = 3
 
 class ALFA:
     name = "alfa"
+    learned = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])

@@ -33,6 +33,7 @@ class SupportState:
 
 class StepRule(Protocol):
     name: str
+    learned: bool  # whether init_meta creates tensors the outer loop must learn
 
     def __init__(self, settings: Mapping[str, Any]) -> None: ...
 

@@ -10,6 +10,7 @@ from metalr.steprules.base import Params, SupportState, sgd
 
 class FixedRate:
     name = "fixed"
+    learned = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])

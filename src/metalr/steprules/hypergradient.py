@@ -25,6 +25,7 @@ GRAD = "grad."
 
 class Hypergradient:
     name = "hypergradient"
+    learned = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])

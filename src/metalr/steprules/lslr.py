@@ -21,6 +21,7 @@ PREFIX = "lr."
 
 class LSLR:
     name = "lslr"
+    learned = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])

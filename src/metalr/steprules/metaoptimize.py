@@ -41,6 +41,7 @@ ALL = "all"  # the single block of the scalar variant
 
 class MetaOptimize:
     name = "metaoptimize"
+    learned = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])

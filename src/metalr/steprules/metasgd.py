@@ -19,6 +19,7 @@ PREFIX = "lr."
 
 class MetaSGD:
     name = "meta-sgd"
+    learned = True
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])

@@ -36,6 +36,7 @@ def personalised_rate(divergence: torch.Tensor, lr_max: float, lr_min: float) ->
 
 class MLPLR:
     name = "mlplr"
+    learned = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr_max = float(settings["lr_max"])

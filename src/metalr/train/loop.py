@@ -83,7 +83,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         for t, episode in enumerate(episodes):
             result = algorithm.task_result(params, meta, rule, episode_tensors(split, episode), steps, training=True)
             # One backward per task frees each task's graph before the next is built.
-            (result.query_loss / batch).backward()
+            (result.meta_objective / batch).backward()
             batch_loss += result.query_loss.item() / batch
             accuracies[it] += result.query_accuracy.item() / batch
             lambdas[it, t] = result.rates.numpy()
