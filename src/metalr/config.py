@@ -213,6 +213,7 @@ def train_slice(cfg: Mapping[str, Any], run: Run) -> dict:
         "run": asdict(run),
         "data": {run.dataset: cfg["data"].get(run.dataset)},
         "model": cfg["model"],
+        "algorithm": cfg["algorithms"].get(run.algorithm),
         "rule": cfg["rules"][run.rule],
         "train": cfg["train"],
     }

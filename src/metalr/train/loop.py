@@ -47,7 +47,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     run_config = config_mod.train_slice(cfg, run)
     split = load_split(data_dir, "train")
     by_class = split.indices_by_class()
-    algorithm = get_algorithm(run.algorithm)
+    algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
     rule = make_rule(run.rule, cfg["rules"])
 
     params = init_model(cfg, run, list(split.images.shape[1:]))
