@@ -20,7 +20,7 @@ def load(tmp_path, override):
     return config_mod.load([config_mod.DEFAULT_CONFIG, write(tmp_path, override)])
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "extended.yaml"])
 def test_shipped_configs_validate(name):
     files = [config_mod.DEFAULT_CONFIG] + ([config_mod.REPO_ROOT / "config" / name] if name != "config.yaml" else [])
     cfg = config_mod.load(files)
