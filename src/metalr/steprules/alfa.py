@@ -41,10 +41,11 @@ class ALFA:
         gen = torch.Generator().manual_seed(self.seed)
         meta = {ALPHA: torch.full((inner_steps, len(params)), self.lr, **like),
                 BETA: torch.ones(inner_steps, len(params), **like)}
-        for i in range(NET_LAYERS - 1):  # PyTorch's default Linear initialisation, from our generator
-            bound = 1 / math.sqrt(width)
-            meta[f"{NET}{i}.weight"] = ((torch.rand(width, width, generator=gen) * 2 - 1) * bound).to(**like)
-            meta[f"{NET}{i}.bias"] = ((torch.rand(width, generator=gen) * 2 - 1) * bound).to(**like)
+        bound = 1 / math.sqrt(width)
+        for i in range(NET_LAYERS - 1):  # PyTorch's default Linear initialisation, drawn from our generator only
+            for part, shape in (("weight", (width, width)), ("bias", (width,))):
+                draw = torch.rand(shape, generator=gen, dtype=torch.float64)  # same draw whatever the default dtype
+                meta[f"{NET}{i}.{part}"] = ((draw * 2 - 1) * bound).to(**like)
         meta[f"{NET}{NET_LAYERS - 1}.weight"] = torch.zeros(width, width, **like)
         meta[f"{NET}{NET_LAYERS - 1}.bias"] = torch.ones(width, **like)
         return meta

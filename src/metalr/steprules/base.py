@@ -53,4 +53,4 @@ def weighted_mean_rate(rates: Params, params: Params) -> torch.Tensor:
     """The λ-log value of a rule with several rates: their mean over the adapted parameters'
     elements (each parameter's rate counted once per element). ``rates[k]`` broadcasts to ``params[k]``."""
     total = sum(params[k].numel() for k in rates)
-    return sum((rates[k] * torch.ones_like(params[k])).sum() for k in rates) / total
+    return sum(rates[k].expand_as(params[k]).sum() for k in rates) / total
