@@ -92,7 +92,8 @@ def reference_query_loss(case: Case, params: dict, task: Task, steps: int, creat
 
 def metalr_query_loss(case: Case, params: dict, task: Task, steps: int, create_graph: bool) -> torch.Tensor:
     rule = make_rule(case.rule, RULES)
-    return get_algorithm(case.algorithm).task_result(params, {}, rule, task, steps, training=create_graph).query_loss
+    algorithm = get_algorithm(case.algorithm, {})  # the registry's defaults
+    return algorithm.task_result(params, {}, rule, task, steps, training=create_graph).query_loss
 
 
 IMPLEMENTATIONS = {"metalr": metalr_query_loss, "reference": reference_query_loss}

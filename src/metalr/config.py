@@ -95,6 +95,23 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
     for index, rule in enumerate(cfg["grid"]["rules"]):
         if rule in RULES and rule not in cfg["rules"]:
             problems.append(f"grid.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
+    problems += _check_rule_meets_algorithm(cfg, ALGORITHMS, RULES)
+    return problems
+
+
+def _check_rule_meets_algorithm(cfg: Mapping[str, Any], algorithms: Mapping, rules: Mapping) -> list[str]:
+    """Rules that learn their rates need an algorithm whose meta-gradient reaches them (not Reptile's)."""
+    able = sorted(name for name, algorithm in algorithms.items() if algorithm.trains_rule_meta)
+    problems = []
+    for a_index, name in enumerate(cfg["grid"]["algorithms"]):
+        if name not in algorithms or algorithms[name].trains_rule_meta:
+            continue
+        for r_index, rule in enumerate(cfg["grid"]["rules"]):
+            if rule in rules and rules[rule].learned:
+                problems.append(
+                    f"grid.rules[{r_index}]: rule {rule!r} learns its rates from the meta-gradient, which algorithm "
+                    f"{name!r} (grid.algorithms[{a_index}]) does not give them; pair it with one of {able} or "
+                    f"use a rule without learned rates")
     return problems
 
 
@@ -108,6 +125,10 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
             f"rules.mlplr.lr_min ({mlplr['lr_min']}) is larger than rules.mlplr.lr_max ({mlplr['lr_max']}); "
             "set lr_min <= lr_max"
         )
+    train = cfg["train"]
+    if train["outer_lr_schedule"] == "cosine" and train["outer_lr_min"] > train["outer_lr"]:
+        problems.append(f"train.outer_lr_min ({train['outer_lr_min']}) is larger than train.outer_lr "
+                        f"({train['outer_lr']}); cosine annealing goes from outer_lr down to outer_lr_min")
     for dataset in cfg["grid"]["datasets"]:
         if dataset not in DATASETS:
             continue
@@ -192,6 +213,7 @@ def train_slice(cfg: Mapping[str, Any], run: Run) -> dict:
         "run": asdict(run),
         "data": {run.dataset: cfg["data"].get(run.dataset)},
         "model": cfg["model"],
+        "algorithm": cfg["algorithms"].get(run.algorithm),
         "rule": cfg["rules"][run.rule],
         "train": cfg["train"],
         "deterministic": cfg["deterministic"],

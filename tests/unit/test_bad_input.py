@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
+from metalr.algorithms import ALGORITHMS
 from metalr.data.registry import DATASETS
+from metalr.steprules import RULES
 
 from metalr import cli
 from tests.unit.synthetic import RUN_ID, write_config
@@ -32,9 +34,9 @@ def assert_no_outputs(folder):
 
 @pytest.mark.parametrize("sections, expected", [
     ({"grid": {"datasets": ["mnist"]}}, "grid.datasets[0]: unknown dataset 'mnist'; valid: " + str(sorted(DATASETS))),
-    ({"grid": {"algorithms": ["maml", "reptile"]}},
-     "grid.algorithms[1]: unknown algorithm 'reptile'; valid: ['anil', 'fomaml', 'maml']"),
-    ({"grid": {"rules": ["adam"]}}, "grid.rules[0]: unknown rule 'adam'; valid: ['fixed', 'mlplr']"),
+    ({"grid": {"algorithms": ["maml", "reptil"]}},
+     "grid.algorithms[1]: unknown algorithm 'reptil'; valid: " + str(sorted(ALGORITHMS))),
+    ({"grid": {"rules": ["adam"]}}, "grid.rules[0]: unknown rule 'adam'; valid: " + str(sorted(RULES))),
     ({"grid": {"ways": [0]}}, "grid.ways[0]: 0 is less than the minimum of 2"),
     ({"grid": {"shots": [0]}}, "grid.shots[0]: 0 is less than the minimum of 1"),
     ({"train": {"queries": 0}}, "train.queries: 0 is less than the minimum of 1"),

@@ -5,7 +5,9 @@ import pytest
 import yaml
 
 from metalr import config as config_mod
+from metalr.algorithms import ALGORITHMS
 from metalr.config import ConfigError, Run
+from metalr.steprules import RULES
 
 
 def write(tmp_path, data, name="override.yaml"):
@@ -18,7 +20,7 @@ def load(tmp_path, override):
     return config_mod.load([config_mod.DEFAULT_CONFIG, write(tmp_path, override)])
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "extended.yaml"])
 def test_shipped_configs_validate(name):
     files = [config_mod.DEFAULT_CONFIG] + ([config_mod.REPO_ROOT / "config" / name] if name != "config.yaml" else [])
     cfg = config_mod.load(files)
@@ -33,8 +35,13 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
 
 
 @pytest.mark.parametrize("override,expected", [
-    ({"grid": {"algorithms": ["maml", "mamll"]}}, "grid.algorithms[1]: unknown algorithm 'mamll'; valid: ['anil', 'fomaml', 'maml']"),
-    ({"grid": {"rules": ["nope"]}}, "grid.rules[0]: unknown rule 'nope'; valid: ['fixed', 'mlplr']"),
+    ({"grid": {"algorithms": ["maml", "mamll"]}}, f"grid.algorithms[1]: unknown algorithm 'mamll'; valid: {sorted(ALGORITHMS)}"),
+    ({"grid": {"algorithms": ["maml", "reptile"], "rules": ["fixed", "lslr"]}},
+     "grid.rules[1]: rule 'lslr' learns its rates from the meta-gradient, which algorithm 'reptile' (grid.algorithms[1])"),
+    ({"grid": {"algorithms": ["imaml"], "rules": ["meta-sgd"]}},
+     "grid.rules[0]: rule 'meta-sgd' learns its rates from the meta-gradient, which algorithm 'imaml' (grid.algorithms[0])"),
+    ({"algorithms": {"imaml": {"lam": 0}}}, "algorithms.imaml.lam: 0 is less than or equal to the minimum of 0"),
+    ({"grid": {"rules": ["nope"]}}, f"grid.rules[0]: unknown rule 'nope'; valid: {sorted(RULES)}"),
     ({"grid": {"datasets": ["imagenet"]}}, "grid.datasets[0]: unknown dataset 'imagenet'; valid: ['aircraft', 'cifar_fs', 'cub', 'glyphs', 'mini_imagenet', 'omniglot', 'stanford_dogs']"),
     ({"grid": {"shots": [0]}}, "grid.shots[0]: 0 is less than the minimum of 1"),
     ({"grid": {"ways": [1]}}, "grid.ways[0]: 1 is less than the minimum of 2"),
@@ -43,6 +50,9 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
     ({"rules": {"mlplr": {"lr_min": 3.0}}}, "rules.mlplr.lr_min (3.0) is larger than rules.mlplr.lr_max (1.0)"),
     ({"train": {"queries": 19}}, "train.queries: max(grid.shots) + train.queries = 24 images per class"),
     ({"train": {"outer_lr": "fast"}}, "train.outer_lr: 'fast' is not of type 'number'"),
+    ({"train": {"outer_lr_schedule": "cosine", "outer_lr_min": 0.1}},
+     "train.outer_lr_min (0.1) is larger than train.outer_lr (0.001)"),
+    ({"train": {"outer_lr_schedule": "step"}}, "train.outer_lr_schedule: 'step' is not allowed"),
 ])
 def test_bad_values_fail_with_key_path(tmp_path, override, expected):
     with pytest.raises(ConfigError) as err:

@@ -28,7 +28,7 @@ def test_low_divergence_branch_gives_lr_max_minus_kl(float64):
     rule = make_rule("mlplr", SETTINGS)
     params = {"w": torch.tensor([1.0, -2.0])}
     grads = {"w": torch.tensor([0.5, 0.25])}
-    new, rate = rule.step({}, params, grads, 0, support(logits, labels))
+    new, rate, _ = rule.step({}, params, grads, 0, support(logits, labels), {})
     assert rate.item() == pytest.approx(1.0 - kl, abs=1e-12)
     torch.testing.assert_close(new["w"], params["w"] - (1.0 - kl) * grads["w"])
 
@@ -36,7 +36,7 @@ def test_low_divergence_branch_gives_lr_max_minus_kl(float64):
 def test_high_divergence_branch_gives_lr_min(float64):
     logits = torch.tensor([[math.log(0.1), math.log(0.9)]])  # KL = -ln 0.1 = 2.30 > lr_max
     rule = make_rule("mlplr", SETTINGS)
-    _, rate = rule.step({}, {"w": torch.zeros(1)}, {"w": torch.ones(1)}, 0, support(logits, torch.tensor([0])))
+    _, rate, _ = rule.step({}, {"w": torch.zeros(1)}, {"w": torch.ones(1)}, 0, support(logits, torch.tensor([0])), {})
     assert rate.item() == pytest.approx(0.05)
 
 
@@ -69,7 +69,7 @@ def test_rate_is_constant_for_the_meta_gradient_by_default(float64):
     grads = {"w": torch.ones(1, dtype=torch.float64)}
     for through, expect_grad in ((False, False), (True, True)):
         rule = make_rule("mlplr", {"mlplr": {**SETTINGS["mlplr"], "lr_max": 5.0, "grad_through_lr": through}})
-        _, rate = rule.step({}, {"w": torch.zeros(1, dtype=torch.float64)}, grads, 0, support(logits, labels))
+        _, rate, _ = rule.step({}, {"w": torch.zeros(1, dtype=torch.float64)}, grads, 0, support(logits, labels), {})
         assert rate.requires_grad is expect_grad
 
 
@@ -81,7 +81,7 @@ def test_lr_min_above_lr_max_is_refused():
 def test_fixed_rule_uses_its_rate_every_step(float64):
     rule = make_rule("fixed", {"fixed": {"lr": 0.25}})
     state = support(torch.zeros(2, 2), torch.tensor([0, 1]))
-    new, rate = rule.step({}, {"w": torch.ones(3)}, {"w": torch.full((3,), 2.0)}, 4, state)
+    new, rate, _ = rule.step({}, {"w": torch.ones(3)}, {"w": torch.full((3,), 2.0)}, 4, state, {})
     assert rate.item() == 0.25
     torch.testing.assert_close(new["w"], torch.full((3,), 0.5))
 

@@ -13,6 +13,7 @@ from metalr.data.episodes import make_task_list
 from metalr.evaluate.evaluate import evaluate
 from metalr.train.loop import DivergenceError, output_files, train
 from tests.unit.synthetic import write_blobs
+from metalr.train.schedule import outer_lr
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,22 @@ def test_evaluation_refuses_a_model_trained_with_another_config(data_dir, tmp_pa
         evaluate(other, RUN, tmp_path / "model" / "model.pt", tmp_path / "missing.json", data_dir,
                  tmp_path / "metrics.json", progress=False)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_cosine_schedule_anneals_from_outer_lr_to_outer_lr_min():
+    tcfg = {"outer_lr": 1e-3, "outer_lr_min": 1e-5, "iterations": 100, "outer_lr_schedule": "cosine"}
+    rates = [outer_lr(tcfg, it) for it in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[100] == pytest.approx(1e-5)
+    assert rates[50] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert outer_lr({**tcfg, "outer_lr_schedule": "constant"}, 70) == 1e-3
+
+
+def test_cosine_schedule_changes_the_trained_model(data_dir, tmp_path):
+    models = {}
+    for schedule in ("constant", "cosine"):
+        cfg = tiny_config(iterations=3, outer_lr=0.01, outer_lr_schedule=schedule, outer_lr_min=0.0)
+        train(cfg, RUN, data_dir, tmp_path / schedule, tmp_path / f"{schedule}.ckpt", progress=False)
+        models[schedule] = torch.load(tmp_path / schedule / "model.pt", weights_only=False)["params"]
+    # The first step is the same (cos(0) = 1), later steps are smaller under cosine.
+    assert any(not torch.equal(models["constant"][k], models["cosine"][k]) for k in models["constant"])

@@ -7,6 +7,7 @@ feature extractor through those features.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
@@ -18,10 +19,14 @@ from metalr.steprules.base import Params, StepRule
 class ANIL:
     name: str = "anil"
     first_order: bool = False
+    trains_rule_meta: ClassVar[bool] = True
+
+    def adapted_keys(self, params: Params) -> list[str]:
+        return conv4.head_keys(params)
 
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
-        head = {k: params[k] for k in conv4.head_keys(params)}
+        head = {k: params[k] for k in self.adapted_keys(params)}
         support_features = conv4.features(params, task.xs)
         query_features = conv4.features(params, task.xq)
         first_order = self.first_order or not training

@@ -21,20 +21,31 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    query_loss: torch.Tensor  # scalar, differentiable w.r.t. the initialisation (and rule meta-params)
+    query_loss: torch.Tensor  # scalar; MAML-style algorithms: differentiable w.r.t. the initialisation (and rule meta)
     query_accuracy: torch.Tensor  # scalar in [0, 1]
     rates: torch.Tensor  # step size used at each inner step
+    # The scalar the outer optimiser differentiates: its gradient is the algorithm's meta-gradient. The query loss
+    # itself for MAML, FOMAML and ANIL; a surrogate for algorithms whose meta-gradient is not a loss's (Reptile).
+    meta_objective: torch.Tensor
 
 
 class Algorithm(Protocol):
     name: str
+    # Whether the meta-gradient reaches the rule's learned rates (``meta``); rules that learn them need it.
+    trains_rule_meta: bool
+
+    def adapted_keys(self, params: Params) -> list[str]:
+        """The parameter keys the inner loop updates (the rule's learned rates exist for these only)."""
 
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
         """Adapt to the task's support set, then score the query set."""
 
 
-def score(logits: torch.Tensor, labels: torch.Tensor, rates: torch.Tensor) -> TaskResult:
+def score(logits: torch.Tensor, labels: torch.Tensor, rates: torch.Tensor,
+          meta_objective: torch.Tensor | None = None) -> TaskResult:
+    """Query loss and accuracy; the meta-objective is the query loss unless the algorithm gives its own."""
     loss = torch.nn.functional.cross_entropy(logits, labels)
     accuracy = (logits.argmax(dim=-1) == labels).to(logits.dtype).mean()
-    return TaskResult(query_loss=loss, query_accuracy=accuracy.detach(), rates=rates.detach())
+    return TaskResult(query_loss=loss, query_accuracy=accuracy.detach(), rates=rates.detach(),
+                      meta_objective=loss if meta_objective is None else meta_objective)

@@ -23,8 +23,8 @@ def batched_task_results(algorithm: Algorithm, params: Params, meta: Params, rul
     """One TaskResult whose fields carry a leading task dimension."""
     def one(xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor):
         result = algorithm.task_result(params, meta, rule, Task(xs, ys, xq, yq), steps, training)
-        return result.query_loss, result.query_accuracy, result.rates
+        return result.query_loss, result.query_accuracy, result.rates, result.meta_objective
 
     batch = stack_tasks(tasks)
-    loss, accuracy, rates = torch.func.vmap(one)(batch.xs, batch.ys, batch.xq, batch.yq)
-    return TaskResult(query_loss=loss, query_accuracy=accuracy, rates=rates)
+    loss, accuracy, rates, objective = torch.func.vmap(one)(batch.xs, batch.ys, batch.xq, batch.yq)
+    return TaskResult(query_loss=loss, query_accuracy=accuracy, rates=rates, meta_objective=objective)

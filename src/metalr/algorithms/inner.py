@@ -18,24 +18,30 @@ Predict = Callable[[Params, torch.Tensor], torch.Tensor]
 
 
 def adapt(predict: Predict, params: Params, adapt_keys: list[str], x: torch.Tensor, y: torch.Tensor,
-          rule: StepRule, meta: Params, steps: int, first_order: bool) -> tuple[Params, torch.Tensor]:
+          rule: StepRule, meta: Params, steps: int, first_order: bool,
+          proximal: float = 0.0) -> tuple[Params, torch.Tensor]:
     """Run ``steps`` inner updates of the ``adapt_keys`` entries on the support set (x, y).
 
     Returns the adapted parameters (all keys) and the step size of every step (a 1-D tensor).
+    The rule's per-task state starts empty and is threaded through the steps. ``proximal`` = λ adds
+    λ/2 ||φ - θ||² (θ the starting point, a constant) to the minimised loss (iMAML's inner problem);
+    the rule still sees the plain support cross-entropy and predictions.
     """
     fixed = {k: v for k, v in params.items() if k not in adapt_keys}
     fast = {k: params[k] for k in adapt_keys}
+    anchor = {k: v.detach() for k, v in fast.items()}
 
     def support_loss(fast_params: Params) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         logits = predict({**fixed, **fast_params}, x)
         loss = F.cross_entropy(logits, y)
-        return loss, (loss, logits)
+        penalty = sum(((fast_params[k] - anchor[k]) ** 2).sum() for k in fast_params) if proximal else 0.0
+        return loss + proximal / 2 * penalty, (loss, logits)
 
-    rates = []
+    rates, state = [], {}
     for step in range(steps):
         grads, (loss, logits) = torch.func.grad(support_loss, has_aux=True)(fast)
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
-        fast, rate = rule.step(meta, fast, grads, step, SupportState(logits=logits, labels=y, loss=loss))
+        fast, rate, state = rule.step(meta, fast, grads, step, SupportState(logits=logits, labels=y, loss=loss), state)
         rates.append(rate)
     return {**fixed, **fast}, torch.stack(rates)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
@@ -13,10 +14,14 @@ from metalr.steprules.base import Params, StepRule
 class MAML:
     name: str = "maml"
     first_order: bool = False
+    trains_rule_meta: ClassVar[bool] = True
+
+    def adapted_keys(self, params: Params) -> list[str]:
+        return list(params)
 
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
         # Outside training no meta-gradient is taken, so building the second-order graph is waste.
         first_order = self.first_order or not training
-        adapted, rates = adapt(conv4.forward, params, list(params), task.xs, task.ys, rule, meta, steps, first_order)
+        adapted, rates = adapt(conv4.forward, params, self.adapted_keys(params), task.xs, task.ys, rule, meta, steps, first_order)
         return score(conv4.forward(adapted, task.xq), task.yq, rates)

@@ -34,7 +34,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
         raise config_mod.ConfigError(f"task list {tasks_path} is for {task_list['dataset']} "
                                      f"{task_list['ways']}-way {task_list['shots']}-shot, not for run {run.run_id}")
     split = load_split(data_dir, task_list["split"])
-    algorithm = get_algorithm(run.algorithm)
+    algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
     rule = make_rule(run.rule, cfg["rules"])
     params, meta = model["params"], model["meta"]
 

@@ -15,8 +15,9 @@ from metalr.io import read_json
 
 ALGORITHM_ORDER = ("anil", "maml", "fomaml")
 RULE_ORDER = ("fixed", "mlplr")
-ALGORITHM_LABELS = {"anil": "ANIL", "maml": "MAML", "fomaml": "FOMAML", "metasgd": "Meta-SGD", "reptile": "Reptile"}
-RULE_LABELS = {"mlplr": "MLPLR", "fixed": "fixed", "metasgd": "Meta-SGD"}
+ALGORITHM_LABELS = {"anil": "ANIL", "maml": "MAML", "fomaml": "FOMAML", "reptile": "Reptile", "imaml": "iMAML"}
+RULE_LABELS = {"mlplr": "MLPLR", "fixed": "fixed", "meta-sgd": "Meta-SGD", "lslr": "LSLR", "alfa": "ALFA",
+               "metaoptimize": "MetaOptimize", "hypergradient": "HD"}
 
 RUN_FIELDS = ("experiment", "dataset", "algorithm", "rule", "ways", "shots", "seed", "run_id")
 COLUMNS = RUN_FIELDS + (

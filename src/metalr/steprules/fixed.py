@@ -10,6 +10,7 @@ from metalr.steprules.base import Params, SupportState, sgd
 
 class FixedRate:
     name = "fixed"
+    learned = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])
@@ -17,7 +18,7 @@ class FixedRate:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {}
 
-    def step(self, meta: Params, params: Params, grads: Params, step: int,
-             support: SupportState) -> tuple[Params, torch.Tensor]:
+    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+             state: Params) -> tuple[Params, torch.Tensor, Params]:
         rate = torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)
-        return sgd(params, grads, rate), rate
+        return sgd(params, grads, rate), rate, state

@@ -41,6 +41,7 @@ def personalised_rate(divergence: torch.Tensor, lr_max: float, lr_min: float) ->
 
 class MLPLR:
     name = "mlplr"
+    learned = False
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr_max = float(settings["lr_max"])
@@ -52,10 +53,10 @@ class MLPLR:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {}
 
-    def step(self, meta: Params, params: Params, grads: Params, step: int,
-             support: SupportState) -> tuple[Params, torch.Tensor]:
+    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+             state: Params) -> tuple[Params, torch.Tensor, Params]:
         divergence = kl_label_prediction(support.logits, support.labels)
         if not self.grad_through_lr:
             divergence = divergence.detach()
         rate = personalised_rate(divergence, self.lr_max, self.lr_min)
-        return sgd(params, grads, rate), rate
+        return sgd(params, grads, rate), rate, state

@@ -19,6 +19,7 @@ from metalr.data.episodes import episode_tensors, sample_episode
 from metalr.models import conv4
 from metalr.steprules import make_rule
 from metalr.train import checkpoint
+from metalr.train.schedule import outer_lr
 
 MODEL_FILE = "model.pt"
 LOG_FILE = "train_log.json"
@@ -33,7 +34,7 @@ def output_files(out_dir: Path) -> list[Path]:
     return [out_dir / MODEL_FILE, out_dir / LOG_FILE, out_dir / LAMBDAS_FILE]
 
 
-def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device: str) -> dict[str, torch.Tensor]:
+def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device: str = "cpu") -> dict[str, torch.Tensor]:
     """Drawn on the CPU (the same numbers whatever the device), then moved."""
     channels, height, _ = image_shape
     params = conv4.init(seeding.torch_generator(run.seed, seeding.STREAM_INIT), channels, height, run.ways,
@@ -50,11 +51,11 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     run_config = config_mod.train_slice(cfg, run)
     split = load_split(data_dir, "train")
     by_class = split.indices_by_class()
-    algorithm = get_algorithm(run.algorithm)
+    algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
     rule = make_rule(run.rule, cfg["rules"])
 
     params = init_model(cfg, run, list(split.images.shape[1:]), device)
-    meta = rule.init_meta(params, tcfg["inner_steps"])
+    meta = rule.init_meta({k: params[k] for k in algorithm.adapted_keys(params)}, tcfg["inner_steps"])
     trainable = {**{f"model.{k}": v for k, v in params.items()}, **{f"rule.{k}": v for k, v in meta.items()}}
     for tensor in trainable.values():
         tensor.requires_grad_(True)
@@ -91,7 +92,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
             task = episode_tensors(split, episode, device=device)
             result = algorithm.task_result(params, meta, rule, task, steps, training=True)
             # One backward per task frees each task's graph before the next is built.
-            (result.query_loss / batch).backward()
+            (result.meta_objective / batch).backward()
             batch_loss += result.query_loss.item() / batch
             accuracies[it] += result.query_accuracy.item() / batch
             lambdas[it, t] = result.rates.cpu().numpy()
@@ -100,6 +101,8 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
             last = f"{finite[-1]:.6g}" if finite.size else "none"
             raise DivergenceError(f"run {run.run_id} diverged at iteration {it + 1}: loss {batch_loss}; "
                                   f"last finite loss {last}. No results were written.")
+        for group in optimizer.param_groups:
+            group["lr"] = outer_lr(tcfg, it)
         optimizer.step()
         losses[it] = batch_loss
         if (it + 1) % tcfg["log_every"] == 0:

@@ -1,0 +1,37 @@
+"""LSLR, MAML++'s learned per-layer, per-step inner rates (Antoniou et al. 2018).
+
+    θ_l <- θ_l - α_{l,k} ∇θ_l L_support   at inner step k,
+    one scalar α_{l,k} per adapted parameter tensor l and step k, initialised to ``rules.lslr.lr`` and
+    meta-learned with the initialisation (outer Adam, keys ``rule.lr.<param>``, shape (inner_steps,)).
+
+Evaluation may run more inner steps than training (the MLPLR protocol: 5 vs 10); steps beyond the
+trained ones reuse the last trained step's rates [ours; MAML++ evaluates with the training steps].
+λ-log value: the mean of α_{l,k} over the adapted elements (each layer weighted by its size).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from metalr.steprules.base import Params, SupportState, weighted_mean_rate
+
+PREFIX = "lr."
+
+
+class LSLR:
+    name = "lslr"
+    learned = True
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.lr = float(settings["lr"])
+
+    def init_meta(self, params: Params, inner_steps: int) -> Params:
+        return {PREFIX + k: torch.full((inner_steps,), self.lr, dtype=v.dtype, device=v.device)
+                for k, v in params.items()}
+
+    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+             state: Params) -> tuple[Params, torch.Tensor, Params]:
+        rates = {k: meta[PREFIX + k][min(step, meta[PREFIX + k].shape[0] - 1)] for k in grads}
+        new = {k: params[k] - rates[k] * grads[k] for k in grads}
+        return new, weighted_mean_rate(rates, params), state
