@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import tarfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+
+from metalr.io import atomic_dir
 
 
 class UnsafeArchive(ValueError):
@@ -88,18 +89,9 @@ def _extract_zip(archive: Path, into: Path) -> None:
 def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Unpack ``archive`` (tar, tar.gz, tgz or zip) into the folder ``dest``, all or nothing."""
     archive, dest = Path(archive), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.extracting-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(dest) as tmp:
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, tmp)
         else:
             _extract_tar(archive, tmp)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
