@@ -48,3 +48,47 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_canonical_json_refuses_nan():
     with pytest.raises(ValueError):
         io.canonical_json({"loss": float("nan")})
+
+
+@given(st.lists(st.floats(0, 1), min_size=3, max_size=50), st.lists(st.floats(0, 1), min_size=3, max_size=50))
+@settings(max_examples=40, deadline=None)
+def test_paired_difference_matches_a_one_sample_t_interval_on_the_differences(a, b):
+    from scipy import stats as scipy_stats
+
+    from metalr.evaluate.stats import paired_difference
+
+    n = min(len(a), len(b))
+    a, b = np.array(a[:n]), np.array(b[:n])
+    diff = a - b
+    result = paired_difference(a, b)
+    assert result["mean"] == pytest.approx(diff.mean(), abs=1e-12)
+    if diff.std(ddof=1) > 1e-9:
+        low, high = scipy_stats.t.interval(0.95, n - 1, loc=diff.mean(), scale=scipy_stats.sem(diff))
+        assert (result["low"], result["high"]) == pytest.approx((low, high), rel=1e-9, abs=1e-12)
+        assert result["p_value"] == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue, rel=1e-9, abs=1e-12)
+    # swapping the methods mirrors the interval and keeps the p-value
+    swapped = paired_difference(b, a)
+    assert swapped["mean"] == pytest.approx(-result["mean"], abs=1e-12)
+    assert swapped["p_value"] == pytest.approx(result["p_value"], rel=1e-9, abs=1e-12)
+
+
+def test_paired_interval_is_narrower_than_the_unpaired_one_when_tasks_dominate():
+    from metalr.evaluate.stats import paired_difference
+
+    rng = np.random.default_rng(0)
+    difficulty = rng.uniform(0.2, 0.9, 600)
+    control = difficulty + rng.normal(0, 0.02, 600)
+    treatment = difficulty + 0.01 + rng.normal(0, 0.02, 600)
+    paired = paired_difference(treatment, control)
+    unpaired = math.hypot(mean_ci95(treatment)["ci95"], mean_ci95(control)["ci95"])
+    assert paired["ci95"] < unpaired / 5
+    assert paired["low"] > 0 and paired["p_value"] < 1e-6
+
+
+def test_paired_difference_refuses_unpaired_inputs():
+    from metalr.evaluate.stats import paired_difference
+
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_difference([0.1, 0.2, 0.3], [0.1, 0.2])
+    identical = paired_difference([0.5, 0.6], [0.5, 0.6])
+    assert identical["mean"] == 0 and identical["p_value"] == 1.0
