@@ -103,13 +103,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     cfg = _load(args)
     run = _run(cfg, args.run)
+    test = args.test_dataset or run.dataset
+    if test != run.dataset:
+        config_mod.check_cross_domain_evaluation(cfg, run, test)
     model = Path(args.model) if args.model else paths.model_dir(cfg, run) / MODEL_FILE
-    tasks = Path(args.tasks) if args.tasks else paths.tasks_file(cfg, run.dataset, run.ways, run.shots)
-    out = Path(args.out) if args.out else paths.metrics_file(cfg, run)
-    metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, run.dataset), out, progress=not args.no_progress,
-                       device=_device(cfg))
+    tasks = Path(args.tasks) if args.tasks else paths.tasks_file(cfg, test, run.ways, run.shots)
+    default_out = paths.metrics_file(cfg, run) if test == run.dataset else paths.cross_domain_metrics_file(cfg, run, test)
+    out = Path(args.out) if args.out else default_out
+    metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, test), out, progress=not args.no_progress,
+                       device=_device(cfg), test_dataset=test)
     acc = metrics["accuracy"]
-    print(f"{run.run_id}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
+    print(f"{run.run_id} on {test}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
           f"over {acc['n_tasks']} tasks -> {out}")
 
 
@@ -119,7 +123,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
     out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
-    written = build_report([paths.metrics_file(cfg, r) for r in runs], [paths.model_dir(cfg, r) for r in runs],
+    written = build_report(paths.all_metrics_files(cfg), [paths.model_dir(cfg, r) for r in runs],
                            out_dir, cfg["experiment"])
     print(f"report: {len(written)} files -> {out_dir}")
 
@@ -187,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--model")
             p.add_argument("--tasks")
             p.add_argument("--out")
+            p.add_argument("--test-dataset", help="the dataset of the test tasks when it is not the training "
+                           "dataset (a cross_domain evaluation of the config)")
     p = add("report", cmd_report, "aggregate the results into tables, figures and macros")
     p.add_argument("--out-dir")
     p = add("pdf", cmd_pdf, "compile the appendix with latexmk")

@@ -88,30 +88,52 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
     from metalr.steprules import RULES
 
     problems = []
-    for key, registry in (("datasets", DATASETS), ("algorithms", ALGORITHMS), ("rules", RULES)):
-        for index, name in enumerate(cfg["grid"][key]):
-            if name not in registry:
-                problems.append(f"grid.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
-    for index, rule in enumerate(cfg["grid"]["rules"]):
-        if rule in RULES and rule not in cfg["rules"]:
-            problems.append(f"grid.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
-    problems += _check_rule_meets_algorithm(cfg, ALGORITHMS, RULES)
-    return problems
+    for where, block in grid_blocks(cfg):
+        for key, registry in (("datasets", DATASETS), ("algorithms", ALGORITHMS), ("rules", RULES)):
+            for index, name in enumerate(block[key]):
+                if name not in registry:
+                    problems.append(f"{where}.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
+        for index, rule in enumerate(block["rules"]):
+            if rule in RULES and rule not in cfg["rules"]:
+                problems.append(f"{where}.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
+        problems += _check_rule_meets_algorithm(where, block, ALGORITHMS, RULES)
+    problems += _check_cross_domain(cfg, DATASETS)
+    return list(dict.fromkeys(problems))  # a key inherited by extra blocks is reported once
 
 
-def _check_rule_meets_algorithm(cfg: Mapping[str, Any], algorithms: Mapping, rules: Mapping) -> list[str]:
+def _check_rule_meets_algorithm(where: str, block: Mapping[str, Any], algorithms: Mapping,
+                                rules: Mapping) -> list[str]:
     """Rules that learn their rates need an algorithm whose meta-gradient reaches them (not Reptile's)."""
     able = sorted(name for name, algorithm in algorithms.items() if algorithm.trains_rule_meta)
     problems = []
-    for a_index, name in enumerate(cfg["grid"]["algorithms"]):
+    for a_index, name in enumerate(block["algorithms"]):
         if name not in algorithms or algorithms[name].trains_rule_meta:
             continue
-        for r_index, rule in enumerate(cfg["grid"]["rules"]):
+        for r_index, rule in enumerate(block["rules"]):
             if rule in rules and rules[rule].learned:
                 problems.append(
-                    f"grid.rules[{r_index}]: rule {rule!r} learns its rates from the meta-gradient, which algorithm "
-                    f"{name!r} (grid.algorithms[{a_index}]) does not give them; pair it with one of {able} or "
-                    f"use a rule without learned rates")
+                    f"{where}.rules[{r_index}]: rule {rule!r} learns its rates from the meta-gradient, which "
+                    f"algorithm {name!r} ({where}.algorithms[{a_index}]) does not give them; pair it with one of "
+                    f"{able} or use a rule without learned rates")
+    return problems
+
+
+def _check_cross_domain(cfg: Mapping[str, Any], datasets: Mapping) -> list[str]:
+    problems = []
+    trained = {(r.dataset, r.ways, r.shots) for r in grid_runs(cfg)}
+    for index, block in enumerate(cfg["cross_domain"]):
+        where = f"cross_domain[{index}]"
+        for t_index, test in enumerate(block["test"]):
+            if test not in datasets:
+                problems.append(f"{where}.test[{t_index}]: unknown dataset {test!r}; valid: {sorted(datasets)}")
+            elif test == block["train"]:
+                problems.append(f"{where}.test[{t_index}]: {test!r} is the training dataset; in-domain "
+                                "evaluation already comes with every run of the grid")
+        missing = sorted((block["train"], w, s) for w in block["ways"] for s in block["shots"]
+                         if (block["train"], w, s) not in trained)
+        if missing:
+            problems.append(f"{where}: no run of the grid trains on {[f'{d} {w}-way {s}-shot' for d, w, s in missing]}; "
+                            "add them to grid (or grid.extra) or remove them here")
     return problems
 
 
@@ -129,17 +151,23 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
     if train["outer_lr_schedule"] == "cosine" and train["outer_lr_min"] > train["outer_lr"]:
         problems.append(f"train.outer_lr_min ({train['outer_lr_min']}) is larger than train.outer_lr "
                         f"({train['outer_lr']}); cosine annealing goes from outer_lr down to outer_lr_min")
-    for dataset in cfg["grid"]["datasets"]:
+    shots_needed: dict[tuple[str, str], int] = {}  # (stage, dataset) -> most shots asked of it
+    for run in grid_runs(cfg):
+        for stage in ("train", "evaluate"):
+            key = (stage, run.dataset)
+            shots_needed[key] = max(shots_needed.get(key, 0), run.shots)
+    for _, test, _, shots in cross_domain_cells(cfg):
+        shots_needed[("evaluate", test)] = max(shots_needed.get(("evaluate", test), 0), shots)
+    for (stage, dataset), shots in sorted(shots_needed.items()):
         if dataset not in DATASETS:
             continue
         per_class = DATASETS[dataset].images_per_class(cfg)
-        for stage in ("train", "evaluate"):
-            needed = max(cfg["grid"]["shots"]) + cfg[stage]["queries"]
-            if needed > per_class:
-                problems.append(
-                    f"{stage}.queries: max(grid.shots) + {stage}.queries = {needed} images per class, but "
-                    f"{dataset} has only {per_class}; lower the shots or the queries"
-                )
+        needed = shots + cfg[stage]["queries"]
+        if needed > per_class:
+            problems.append(
+                f"{stage}.queries: {shots} shots + {stage}.queries = {needed} images per class, but "
+                f"{dataset} has only {per_class}; lower the shots or the queries"
+            )
     return problems
 
 
@@ -192,13 +220,47 @@ class Run:
             ) from exc
 
 
+GRID_KEYS = ("datasets", "algorithms", "rules", "ways", "shots", "seeds")
+
+
+def grid_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, dict]]:
+    """(config location, block): the main grid, then each ``grid.extra`` entry completed from it."""
+    main = {key: cfg["grid"][key] for key in GRID_KEYS}
+    return [("grid", main)] + [(f"grid.extra[{i}]", {**main, **extra}) for i, extra in enumerate(cfg["grid"]["extra"])]
+
+
 def grid_runs(cfg: Mapping[str, Any]) -> list[Run]:
-    g = cfg["grid"]
-    return sorted(
+    """Every trained run: the union of the grid's blocks, each a full product of its keys."""
+    return sorted({
         Run(d, w, s, a, r, seed)
+        for _, g in grid_blocks(cfg)
         for d in g["datasets"] for w in g["ways"] for s in g["shots"]
         for a in g["algorithms"] for r in g["rules"] for seed in g["seeds"]
-    )
+    })
+
+
+def grid_datasets(cfg: Mapping[str, Any]) -> list[str]:
+    """Every dataset the experiment reads: trained on, or tested on across domains."""
+    return sorted({r.dataset for r in grid_runs(cfg)} | {test for _, test, _, _ in cross_domain_cells(cfg)})
+
+
+def cross_domain_cells(cfg: Mapping[str, Any]) -> list[tuple[str, str, int, int]]:
+    """(train dataset, test dataset, ways, shots) of every cross-domain evaluation block entry."""
+    return sorted({(b["train"], test, w, s) for b in cfg["cross_domain"]
+                   for test in b["test"] for w in b["ways"] for s in b["shots"]})
+
+
+def cross_domain_evaluations(cfg: Mapping[str, Any]) -> list[tuple[Run, str]]:
+    """(trained run, test dataset): each grid run of a cross-domain cell, evaluated on each test dataset."""
+    cells = cross_domain_cells(cfg)
+    return sorted((run, test) for run in grid_runs(cfg) for train, test, w, s in cells
+                  if (run.dataset, run.ways, run.shots) == (train, w, s))
+
+
+def check_cross_domain_evaluation(cfg: Mapping[str, Any], run: Run, test_dataset: str) -> None:
+    if (run, test_dataset) not in cross_domain_evaluations(cfg):
+        raise ConfigError(f"evaluating run {run.run_id} on {test_dataset!r} is not a cross_domain evaluation of "
+                          f"the config; valid: {[f'{r.run_id} on {t}' for r, t in cross_domain_evaluations(cfg)]}")
 
 
 def check_run_in_grid(cfg: Mapping[str, Any], run: Run) -> None:

@@ -46,18 +46,40 @@ def _stage(cmd: str, deps: list[str], params: list[dict], outs: list[Any], **ext
     return stage
 
 
+def evaluation_stage(run: config_mod.Run, test_dataset: str) -> str:
+    slug = run.run_id.replace("/", "_")
+    return f"evaluate_{slug}" if test_dataset == run.dataset else f"evaluate_{slug}_on_{test_dataset}"
+
+
+def _evaluate_stage(cfg: Mapping[str, Any], config_files: list[str], args: str, run: config_mod.Run,
+                    test: str, data_dir: str) -> dict:
+    model_dir = str(paths.model_dir(cfg, run))
+    tasks = str(paths.tasks_file(cfg, test, run.ways, run.shots))
+    if test == run.dataset:
+        metrics, flag = str(paths.metrics_file(cfg, run)), ""
+    else:
+        metrics, flag = str(paths.cross_domain_metrics_file(cfg, run, test)), f" --test-dataset {test}"
+    keys = ["model", f"algorithms.{run.algorithm}", f"rules.{run.rule}", "train", "deterministic", "evaluate",
+            "experiment"]
+    return _stage(
+        f"metalr evaluate {args} --run {run.run_id}{flag} --model {model_dir}/model.pt --tasks {tasks} --out {metrics}",
+        [model_dir, tasks, data_dir] + stage_sources("evaluate"), _params(config_files, keys), [],
+        metrics=[{metrics: {"cache": True}}])
+
+
 def generate(config_files: list[str]) -> dict:
     cfg = config_mod.load(config_files)
     args = " ".join(f"--configfile {f}" for f in config_files)
     stages: dict[str, dict] = {}
     data_dirs = {}
-    for dataset in cfg["grid"]["datasets"]:
+    for dataset in config_mod.grid_datasets(cfg):
         data_dirs[dataset] = str(Path(cfg["data"]["root"]) / dataset)
         stages[f"data_{dataset}"] = _stage(
             f"metalr data {args} --dataset {dataset}", stage_sources("data") + split_files(dataset),
             _params(config_files, [f"data.{dataset}", "data.root"]), [data_dirs[dataset]])
     runs = config_mod.grid_runs(cfg)
-    cells = sorted({(r.dataset, r.ways, r.shots) for r in runs})
+    cross = config_mod.cross_domain_evaluations(cfg)
+    cells = sorted({(r.dataset, r.ways, r.shots) for r in runs} | {(test, r.ways, r.shots) for r, test in cross})
     for dataset, ways, shots in cells:
         out = str(paths.tasks_file(cfg, dataset, ways, shots))
         stages[f"tasks_{dataset}_{ways}w{shots}s"] = _stage(
@@ -74,15 +96,10 @@ def generate(config_files: list[str]) -> dict:
             f"metalr train {args} --run {run.run_id} --out-dir {model_dir}",
             [data_dirs[run.dataset]] + stage_sources("train"),
             _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "experiment"]), [model_dir])
-        metrics = str(paths.metrics_file(cfg, run))
-        tasks = str(paths.tasks_file(cfg, run.dataset, run.ways, run.shots))
-        stages[f"evaluate_{slug}"] = _stage(
-            f"metalr evaluate {args} --run {run.run_id} --model {model_dir}/model.pt --tasks {tasks} --out {metrics}",
-            [model_dir, tasks, data_dirs[run.dataset]] + stage_sources("evaluate"),
-            _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "evaluate", "experiment"]), [],
-            metrics=[{metrics: {"cache": True}}])
+    for run, test in [(r, r.dataset) for r in runs] + cross:
+        stages[evaluation_stage(run, test)] = _evaluate_stage(cfg, config_files, args, run, test, data_dirs[test])
     report_dir = str(paths.report_dir(cfg))
-    metrics_files = [str(paths.metrics_file(cfg, r)) for r in runs]
+    metrics_files = [str(p) for p in paths.all_metrics_files(cfg)]
     logs = [str(paths.model_dir(cfg, r)) for r in runs]
     templates = sorted(str(p.relative_to(config_mod.REPO_ROOT))
                        for p in (config_mod.REPO_ROOT / "paper" / "templates").glob("*.tex.j2"))

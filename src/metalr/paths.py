@@ -29,3 +29,15 @@ def checkpoint_file(cfg: Mapping[str, Any], run: Run) -> Path:
 
 def report_dir(cfg: Mapping[str, Any]) -> Path:
     return GENERATED / cfg["experiment"]
+
+
+def cross_domain_metrics_file(cfg: Mapping[str, Any], run: Run, test_dataset: str) -> Path:
+    return RESULTS / cfg["experiment"] / "cross_domain" / test_dataset / run.dataset / run.cell / f"{run.name}.json"
+
+
+def all_metrics_files(cfg: Mapping[str, Any]) -> list[Path]:
+    """Every evaluation the report reads: each grid run in-domain, then the cross-domain ones."""
+    from metalr.config import cross_domain_evaluations, grid_runs
+
+    return ([metrics_file(cfg, run) for run in grid_runs(cfg)]
+            + [cross_domain_metrics_file(cfg, run, test) for run, test in cross_domain_evaluations(cfg)])

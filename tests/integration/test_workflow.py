@@ -188,6 +188,13 @@ def test_dvc_ignores_a_touched_data_file_with_unchanged_content(dvc_workflow):
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def planned_blocks(out: str, rule: str) -> list[dict[str, str]]:
+    """The resources of every planned job of ``rule`` in a dry run's output."""
+    blocks = out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]
+    return [dict(item.split("=", 1) for item in re.search(r"resources: (.*)", b).group(1).split(", "))
+            for b in blocks if b.startswith(f"{rule}:")]
+
+
 @pytest.mark.parametrize("profile,train_resources", [
     ("slurm", {"gpu": "1", "runtime": "1440", "slurm_partition": "gpu"}),
     ("local-gpu", {"gpu": "1"}),
@@ -195,10 +202,26 @@ def test_dvc_ignores_a_touched_data_file_with_unchanged_content(dvc_workflow):
 def test_profiles_plan_the_grid_with_gpu_requests(profile, train_resources):
     out = run(["snakemake", "-n", "--configfile", "config/quick.yaml", "--workflow-profile",
                f"workflow/profiles/{profile}"], REPO_ROOT).stdout
-    blocks = out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]
-    train = [b for b in blocks if b.startswith("train:")]
+    train = planned_blocks(out, "train")
     assert len(train) == 12
-    for block in train:
-        resources = dict(item.split("=", 1) for item in re.search(r"resources: (.*)", block).group(1).split(", "))
+    for resources in train:
         for key, value in train_resources.items():
             assert resources.get(key) == value, (key, resources)
+
+
+# The paper's grid (config/paper.yaml): Tables 1-2 = 5 datasets x 2 shots x 6 methods; Figure 3 adds
+# CIFAR-FS at 10/15/20 ways x 2 shots x 6 methods; Table 3 = 6 miniImageNet 5-shot models x 3 test sets.
+PAPER_JOBS = {"data": 5, "tasks": 5 * 2 + 3 * 2, "train": 60 + 36, "evaluate": 96, "evaluate_cross_domain": 18}
+
+
+@pytest.mark.parametrize("profile", ["slurm", "local-gpu"])
+def test_profiles_plan_the_whole_paper_grid_with_a_gpu_per_training_and_evaluation_job(profile, tmp_path):
+    repo = copy_workflow(tmp_path)
+    out = run(["snakemake", "-n", "--configfile", "config/paper.yaml", "--workflow-profile",
+               f"workflow/profiles/{profile}"], repo).stdout
+    counts = job_counts(out)
+    assert {rule: counts.get(rule) for rule in PAPER_JOBS} == PAPER_JOBS
+    for rule in ("train", "evaluate", "evaluate_cross_domain"):
+        jobs = planned_blocks(out, rule)
+        assert len(jobs) == PAPER_JOBS[rule] and all(job.get("gpu") == "1" for job in jobs), rule
+    assert all(job.get("gpu", "0") == "0" for job in planned_blocks(out, "data") + planned_blocks(out, "tasks"))

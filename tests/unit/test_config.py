@@ -48,7 +48,7 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
     ({"train": {"queries": -3}}, "train.queries: -3 is less than the minimum of 1"),
     ({"evaluate": {"split": "tset"}}, "evaluate.split: 'tset' is not allowed; allowed values: ['train', 'val', 'test']"),
     ({"rules": {"mlplr": {"lr_min": 3.0}}}, "rules.mlplr.lr_min (3.0) is larger than rules.mlplr.lr_max (1.0)"),
-    ({"train": {"queries": 19}}, "train.queries: max(grid.shots) + train.queries = 24 images per class"),
+    ({"train": {"queries": 19}}, "train.queries: 5 shots + train.queries = 24 images per class"),
     ({"train": {"outer_lr": "fast"}}, "train.outer_lr: 'fast' is not of type 'number'"),
     ({"train": {"outer_lr_schedule": "cosine", "outer_lr_min": 0.1}},
      "train.outer_lr_min (0.1) is larger than train.outer_lr (0.001)"),

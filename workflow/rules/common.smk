@@ -53,6 +53,7 @@ if config["report"]["latex"] == "auto" and not WANT_PDF:
 
 wildcard_constraints:
     dataset="[^/]+",
+    test="[^/]+",
     algorithm="[^/]+",
     rule="[^/]+",
     ways="[0-9]+",
@@ -85,8 +86,12 @@ TASKS = f"{RESULTS}/tasks/{{dataset}}/{{ways}}w{{shots}}s.json"
 REPORT_FILES = list(OUTPUTS)
 
 
+CROSS_METRICS = f"{RESULTS}/cross_domain/{{test}}/{RUN_PATTERN}.json"
+
+
 def metrics_files():
-    return [str(metalr_paths.metrics_file(config, run)) for run in RUNS]
+    """In-domain and cross-domain metrics: everything the report aggregates."""
+    return [str(path) for path in metalr_paths.all_metrics_files(config)]
 
 
 def model_files(name):

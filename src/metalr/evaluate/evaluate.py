@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from metalr import config as config_mod
 from metalr import io, seeding
 from metalr.algorithms import get_algorithm
+from metalr.algorithms.base import Task
 from metalr.config import Run
 from metalr.data.arrays import load_split
 from metalr.data.episodes import Episode, episode_tensors, load_task_list
@@ -19,9 +21,32 @@ from metalr.evaluate.stats import mean_ci95
 from metalr.steprules import make_rule
 
 
+def resizer(image_shape: Sequence[int], train_shape: Sequence[int], test_dataset: str,
+            train_dataset: str) -> Callable[[Task], Task]:
+    """Images of another dataset brought to the training resolution (antialiased bilinear), which the
+    model's classifier layer is sized for; a different channel count cannot be bridged and is refused."""
+    (channels, height, width), (train_channels, train_height, train_width) = image_shape, train_shape
+    if channels != train_channels:
+        raise config_mod.ConfigError(
+            f"{test_dataset} images have {channels} channel(s), the model trained on {train_dataset} expects "
+            f"{train_channels}; choose cross_domain test datasets with the training dataset's channels")
+    if (height, width) == (train_height, train_width):
+        return lambda task: task
+
+    def resize(task: Task) -> Task:
+        scale = lambda x: F.interpolate(x, size=(train_height, train_width), mode="bilinear",  # noqa: E731
+                                        align_corners=False, antialias=True)
+        return Task(scale(task.xs), task.ys, scale(task.xq), task.yq)
+
+    return resize
+
+
 def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
-             out_path: Path, progress: bool = True, device: str = "cpu") -> dict:
+             out_path: Path, progress: bool = True, device: str = "cpu", test_dataset: str | None = None) -> dict:
+    """Score ``run``'s model on the task list; ``test_dataset`` (default: the training dataset) names the
+    dataset the tasks come from, another one for a cross-domain evaluation."""
     ecfg = cfg["evaluate"]
+    test_dataset = test_dataset or run.dataset
     io.remove_stale_temporaries(out_path)
     seeding.configure_torch(ecfg["threads"], cfg["deterministic"])
     model = torch.load(model_path, weights_only=False, map_location=device)
@@ -30,10 +55,12 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
         raise config_mod.ConfigError(f"model {model_path} was trained with a different config than run "
                                      f"{run.run_id} asks for; retrain it")
     task_list = load_task_list(tasks_path)
-    if (task_list["dataset"], task_list["ways"], task_list["shots"]) != (run.dataset, run.ways, run.shots):
-        raise config_mod.ConfigError(f"task list {tasks_path} is for {task_list['dataset']} "
-                                     f"{task_list['ways']}-way {task_list['shots']}-shot, not for run {run.run_id}")
+    if (task_list["dataset"], task_list["ways"], task_list["shots"]) != (test_dataset, run.ways, run.shots):
+        raise config_mod.ConfigError(
+            f"task list {tasks_path} is for {task_list['dataset']} {task_list['ways']}-way {task_list['shots']}-shot, "
+            f"not for run {run.run_id} tested on {test_dataset}")
     split = load_split(data_dir, task_list["split"])
+    resize = resizer(split.images.shape[1:], model["image_shape"], test_dataset, run.dataset)
     algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
     rule = make_rule(run.rule, cfg["rules"])
     params, meta = model["params"], model["meta"]
@@ -42,7 +69,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     episodes = task_list["episodes"]
     for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
                         mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr):
-        task = episode_tensors(split, Episode.from_dict(episode), device=device)
+        task = resize(episode_tensors(split, Episode.from_dict(episode), device=device))
         # torch.func.grad inside still differentiates; no_grad only stops an outer graph being kept.
         with torch.no_grad():
             result = algorithm.task_result(params, meta, rule, task, ecfg["inner_steps"], training=False)
@@ -51,6 +78,8 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     rates = np.stack(rates)
     metrics = {
         "run": run.as_dict(cfg["experiment"]),
+        "evaluation": {"dataset": test_dataset, "ways": run.ways, "shots": run.shots, "split": task_list["split"],
+                       "image_shape": list(split.images.shape[1:]), "resized_to": model["image_shape"]},
         "accuracy": mean_ci95(accuracies),
         "per_task_accuracy": [round(a, 6) for a in accuracies],
         "inner_steps": ecfg["inner_steps"],
