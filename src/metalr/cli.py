@@ -32,9 +32,12 @@ def _check_dataset(name: str) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
-    print(f"config OK: experiment {cfg['experiment']!r}, {len(runs)} runs")
+    cross = config_mod.cross_domain_evaluations(cfg)
+    print(f"config OK: experiment {cfg['experiment']!r}, {len(runs)} runs, {len(cross)} cross-domain evaluations")
     for run in runs:
         print(f"  {run.run_id}")
+    for run, test in cross:
+        print(f"  {run.run_id} on {test}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:

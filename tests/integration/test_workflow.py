@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 
 import pytest
 import yaml
@@ -175,6 +176,25 @@ def test_dvc_reruns_only_the_task_list_and_evaluations_when_evaluate_tasks_chang
     with edited(dvc_workflow / "tests" / "data" / "tiny.yaml", lambda text: text.replace("  tasks: 10", "  tasks: 11")):
         changed = dvc_changed_stages(dvc_workflow)
     assert changed == {"tasks_glyphs_5w1s"} | stages("evaluate")
+
+
+def ran_stages(root, *args: str) -> set[str]:
+    result = run(["dvc", "repro", *args], root)
+    return set(re.findall(r"Running stage '([^']+)'", result.stdout + result.stderr))
+
+
+def test_dvc_repro_of_one_cell_runs_that_cell_only(dvc_workflow):
+    """A deleted cell comes back from the DVC cache without running; a forced cell reruns alone, and
+    since training is deterministic its model keeps its bytes, so nothing downstream reruns."""
+    cell = "train_glyphs_5w1s_maml_mlplr_seed1"
+    model_dir = dvc_workflow / "results" / "tiny" / "models" / "glyphs" / "5w1s" / "maml" / "mlplr" / "seed1"
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    shutil.rmtree(model_dir)
+    assert ran_stages(dvc_workflow) == set()
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+    assert ran_stages(dvc_workflow, "--force", "--single-item", cell) == {cell}
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+    assert ran_stages(dvc_workflow) == set() and dvc_changed_stages(dvc_workflow) == set()
 
 
 def test_dvc_ignores_a_touched_data_file_with_unchanged_content(dvc_workflow):
