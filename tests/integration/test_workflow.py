@@ -197,6 +197,15 @@ def test_dvc_repro_of_one_cell_runs_that_cell_only(dvc_workflow):
     assert ran_stages(dvc_workflow) == set() and dvc_changed_stages(dvc_workflow) == set()
 
 
+def test_dvc_metrics_and_plots_read_the_results(dvc_workflow):
+    metrics = run(["dvc", "metrics", "show", "--json"], dvc_workflow).stdout
+    for algorithm, rule in (("maml", "mlplr"), ("anil", "fixed")):
+        assert f"results/tiny/metrics/glyphs/5w1s/{algorithm}/{rule}/seed1.json" in metrics
+    assert '"accuracy"' in metrics
+    plots = run(["dvc", "plots", "show", "--json"], dvc_workflow).stdout
+    assert "paper/generated/tiny/summary.csv" in plots and "accuracy_mean" in plots
+
+
 def test_dvc_ignores_a_touched_data_file_with_unchanged_content(dvc_workflow):
     files = {path: path.stat() for path in (dvc_workflow / "data" / "glyphs").iterdir()}
     try:
