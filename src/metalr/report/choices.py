@@ -24,6 +24,15 @@ CITED = {"MAML": "Finn et al. 2017"}  # tags that are short names of a reference
 # sections whose children are named after datasets / algorithms / rules: only the ones the runs use count
 ENTITY_SECTIONS = {"data": "datasets", "algorithms": "algorithms", "rules": "rules"}
 
+
+def _registries() -> dict[str, set[str]]:
+    # imported here: the registries import torch
+    from metalr.algorithms import ALGORITHMS
+    from metalr.data.registry import DATASETS
+    from metalr.steprules import RULES
+
+    return {"datasets": set(DATASETS), "algorithms": set(ALGORITHMS), "rules": set(RULES)}
+
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?P<rest>.*)$")
 _TAG = re.compile(r"^#\s*\[(?P<tag>[^\]]+)\]")
 
@@ -93,16 +102,18 @@ def format_value(value: Any) -> str:
 
 def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None) -> list[Choice]:
     """One Choice per leaf of the merged config, in file order. ``used`` maps 'datasets' / 'algorithms' /
-    'rules' to the names the experiment ran; entries of data/algorithms/rules for other names are left
-    out (all are kept when ``used`` is None)."""
+    'rules' to the names the experiment ran; the settings of other datasets, algorithms and rules
+    (data.<dataset>, algorithms.<name>, rules.<name>) are left out (all are kept when ``used`` is None)."""
     files = [Path(f) for f in config_files]
     cfg = config_mod.load(files)
     per_file = [(f, config_mod.read_yaml(f), comment_tags(f)) for f in files]
+    known = _registries() if used is not None else {}
     out = []
     for key, value in leaves(cfg):
         parts = key.split(".")
-        if used is not None and parts[0] in ENTITY_SECTIONS and len(parts) > 2 \
-                and parts[1] not in used.get(ENTITY_SECTIONS[parts[0]], set()):
+        kind = ENTITY_SECTIONS.get(parts[0])
+        if used is not None and kind and len(parts) > 2 and parts[1] in known[kind] \
+                and parts[1] not in used.get(kind, set()):
             continue
         tag = ""
         for depth in range(len(parts), 0, -1):  # the key itself, then its parents
