@@ -127,7 +127,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     runs = config_mod.grid_runs(cfg)
     out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
     written = build_report(paths.all_metrics_files(cfg), [paths.model_dir(cfg, r) for r in runs],
-                           out_dir, cfg["experiment"])
+                           out_dir, cfg["experiment"], [config_mod.DEFAULT_CONFIG, *map(Path, args.configfile)])
     print(f"report: {len(written)} files -> {out_dir}")
 
 

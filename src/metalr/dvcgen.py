@@ -105,7 +105,8 @@ def generate(config_files: list[str]) -> dict:
                        for p in (config_mod.REPO_ROOT / "paper" / "templates").glob("*.tex.j2"))
     stages["report"] = _stage(
         f"metalr report {args} --out-dir {report_dir}",
-        sorted(set(metrics_files + logs)) + templates + stage_sources("report"),
+        sorted(set(metrics_files + logs)) + templates + list(config_files) + [cfg["report"]["paper_results"]]
+        + stage_sources("report"),
         _params(config_files, ["experiment"]),
         [f"{report_dir}/{name}" for name in REPORT_FILES if name != "summary.csv"],
         plots=[{f"{report_dir}/summary.csv": {"cache": True, "x": "shots", "y": "accuracy_mean"}}])

@@ -93,7 +93,7 @@ def tiny_workflow(tmp_path_factory):
 def test_tiny_workflow_produces_the_table_and_the_pdf(tiny_workflow):
     root, _ = tiny_workflow
     gen = root / "paper" / "generated" / "tiny"
-    table = (gen / "table1.tex").read_text()
+    table = (gen / "tables.tex").read_text()
     for row in ("ANIL", "ANIL + MLPLR", "MAML", "MAML + MLPLR"):
         assert re.search(rf"^\s*{re.escape(row)}\s*&", table, re.M), row
     assert len(re.findall(r"\d+\.\d\d \$\\pm\$ \d+\.\d\d", table)) == 4
@@ -103,6 +103,16 @@ def test_tiny_workflow_produces_the_table_and_the_pdf(tiny_workflow):
         assert (gen / "appendix.pdf").read_bytes()[:4] == b"%PDF"
     else:
         assert not (gen / "appendix.pdf").exists()
+
+
+def test_html_report_holds_the_figures_and_tables(tiny_workflow, tmp_path):
+    """`snakemake --report` on the finished workflow: one self-contained file with every captioned output."""
+    root, _ = tiny_workflow
+    html = tmp_path / "report.html"
+    run(["snakemake", "--report", str(html), "--configfile", "tests/data/tiny.yaml"], root)
+    text = html.read_text(errors="replace")
+    for name in ("ways.pdf", "cross_domain.pdf", "lambda.png", "training.pdf", "summary.csv", "paired.csv"):
+        assert name in text, name
 
 
 def test_second_run_does_nothing(tiny_workflow):
@@ -134,7 +144,7 @@ def test_changing_one_config_value_reruns_exactly_its_dependents(tiny_workflow, 
 
 def test_editing_a_template_reruns_only_the_report(tiny_workflow):
     root, _ = tiny_workflow
-    with edited(root / "paper" / "templates" / "table1.tex.j2", lambda text: text + "\n"):
+    with edited(root / "paper" / "templates" / "accuracy_tables.tex.j2", lambda text: text + "\n"):
         jobs = planned_jobs(root, "--configfile", "tests/data/tiny.yaml")
     assert jobs == with_pdf({"report": 1, "all": 1})
 
@@ -172,10 +182,10 @@ def test_dvc_reruns_only_the_stages_of_an_edited_module(dvc_workflow):
 
 
 def test_dvc_reruns_only_the_task_list_and_evaluations_when_evaluate_tasks_changes(dvc_workflow):
-    """(The report follows once the evaluations' metrics change: dvc status lists only direct changes.)"""
+    """(The report depends on the config files themselves, for its choices ledger.)"""
     with edited(dvc_workflow / "tests" / "data" / "tiny.yaml", lambda text: text.replace("  tasks: 10", "  tasks: 11")):
         changed = dvc_changed_stages(dvc_workflow)
-    assert changed == {"tasks_glyphs_5w1s"} | stages("evaluate")
+    assert changed == {"tasks_glyphs_5w1s", "report"} | stages("evaluate")
 
 
 def ran_stages(root, *args: str) -> set[str]:

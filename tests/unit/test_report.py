@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ try:
 except ImportError:  # running without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from metalr.config import DEFAULT_CONFIG
 from metalr.io import write_json
-from metalr.report import aggregate, figures, latex, pdf
+from metalr.report import aggregate, figures, latex, pdf, tables
 from metalr.report.build import OUTPUTS, build_report
+from metalr.report.macros import macros_model, task_list_digest
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = "quick_test"
@@ -41,17 +44,23 @@ TRAIN_ITERS, TASK_BATCH, TRAIN_STEPS, EVAL_STEPS = 100, 4, 5, 10
 FIXED_LR = 0.4
 
 
-def run_fields(alg, rule, shots, dataset="glyphs", seed=1, experiment=EXPERIMENT):
-    return {"experiment": experiment, "dataset": dataset, "algorithm": alg, "rule": rule, "ways": 5,
-            "shots": shots, "seed": seed, "run_id": f"{dataset}/5w{shots}s/{alg}-{rule}-seed{seed}"}
+def run_fields(alg, rule, shots, dataset="glyphs", seed=1, experiment=EXPERIMENT, ways=5):
+    return {"experiment": experiment, "dataset": dataset, "algorithm": alg, "rule": rule, "ways": ways,
+            "shots": shots, "seed": seed, "run_id": f"{dataset}/{ways}w{shots}s/{alg}-{rule}-seed{seed}"}
 
 
-def metrics(run, mean, ci, sha, n_tasks=600, lam=(0.5, 1.5)):
+def per_task(run, mean, n_tasks, test_dataset=None):
+    """Deterministic per-task accuracies around `mean` (seeded by the run and test set)."""
+    rng = np.random.default_rng(zlib.crc32(f"{run['run_id']}>{test_dataset}".encode()))
+    return list(np.clip(mean + rng.normal(0.0, 0.1, n_tasks), 0.0, 1.0))
+
+
+def metrics(run, mean, ci, sha, n_tasks=600, lam=(0.5, 1.5), test_dataset=None, scores=None):
     lo, hi = lam if run["rule"] == "mlplr" else (FIXED_LR, FIXED_LR)
-    return {
+    data = {
         "run": run,
         "accuracy": {"mean": mean, "ci95": ci, "std": 0.14, "n_tasks": n_tasks},
-        "per_task_accuracy": [mean] * 4,
+        "per_task_accuracy": per_task(run, mean, n_tasks, test_dataset) if scores is None else list(scores),
         "inner_steps": EVAL_STEPS,
         "task_list": {"path": f"results/x/tasks/{run['dataset']}-5w{run['shots']}s-q15.json", "sha256": sha},
         "lambda": {"mean_per_step": list(np.linspace(lo, hi, EVAL_STEPS)),
@@ -59,6 +68,16 @@ def metrics(run, mean, ci, sha, n_tasks=600, lam=(0.5, 1.5)):
         "model": {"path": "m.pt", "sha256": "0" * 64},
         "config_digest": "cfg",
     }
+    if test_dataset is not None:
+        data["evaluation"] = {"dataset": test_dataset, "ways": run["ways"], "shots": run["shots"], "split": "test"}
+    return data
+
+
+def config_file(folder: Path, experiment=EXPERIMENT, extra: str = "") -> list[Path]:
+    """The layered config files of a test experiment: config/config.yaml, then one naming it."""
+    path = folder / "experiment.yaml"
+    path.write_text(f"experiment: {experiment}  # [ours] the unit tests' experiment\n{extra}")
+    return [DEFAULT_CONFIG, path]
 
 
 def mlplr_lambdas():
@@ -104,6 +123,10 @@ def table_rows(tex: str) -> dict[str, list[str]]:
     return rows
 
 
+def read_macros_of(written: list[Path]) -> dict[str, str]:
+    return read_macros(next(p for p in written if p.name == "macros.tex"))
+
+
 def read_macros(path: Path) -> dict[str, str]:
     text = path.read_text()
     found = re.findall(r"^\\newcommand\{\\([^}]*)\}\{(.*)\}(?: %.*)?$", text, flags=re.M)
@@ -116,7 +139,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     metrics_paths, log_dirs = make_inputs(root)
     out = root / "generated"
-    written = build_report(metrics_paths, log_dirs, out, EXPERIMENT)
+    written = build_report(metrics_paths, log_dirs, out, EXPERIMENT, config_file(root))
     return root, metrics_paths, log_dirs, out, written
 
 
@@ -147,9 +170,9 @@ def test_pct_rounds_half_up():
 
 # --------------------------------------------------------------------------- table 1
 
-def test_table1_cells_bold_and_missing(built):
+def test_accuracy_table_cells_bold_and_missing(built):
     *_, out, _ = built
-    tex = (out / "table1.tex").read_text()
+    tex = (out / "tables.tex").read_text()
     rows = table_rows(tex)
     assert list(rows) == ["ANIL", "ANIL + MLPLR", "MAML", "MAML + MLPLR", "FOMAML", "FOMAML + MLPLR"]
     assert rows["ANIL"] == ["80.00 $\\pm$ 1.00", "93.00 $\\pm$ 0.50"]
@@ -165,38 +188,43 @@ def test_table1_cells_bold_and_missing(built):
     caption = re.search(r"\\caption\{(.*)\}\n\\label", tex, flags=re.S).group(1)
     assert "quick\\_test" in caption and "quick_test" not in caption.replace("quick\\_test", "")
     assert "same 600 test tasks" in caption
+    assert "\\label{tab:other_datasets}" in tex  # glyphs is in no configured table: one table of its own
     assert "\\texttt{aaaaaaaa}" in caption and "\\texttt{bbbbbbbb}" in caption
     assert "5-way" in caption
 
 
-def test_table1_ties_and_seeds(tmp_path):
+def render_tables(runs, configured=()):
+    return latex.render("accuracy_tables.tex.j2", experiment=EXPERIMENT, **tables.tables_context(
+        tables.in_domain_tables(runs, list(configured)), EXPERIMENT, "none"))
+
+
+def test_accuracy_table_ties_and_seeds(tmp_path):
     acc = {("maml", "fixed", 1): (0.9, 0.01), ("maml", "mlplr", 1): (0.900001, 0.02)}
     paths, _ = make_inputs(tmp_path, acc=acc)
     # a second seed of maml+fixed: the cell becomes the seed mean and the ± the CI over seeds
     run = run_fields("maml", "fixed", 1, seed=2)
     extra = tmp_path / "metrics" / "seed2.json"
     write_json(extra, metrics(run, 0.92, 0.01, TASK_HASH[1]))
-    tex = latex.render_table1(aggregate.collect(paths + [extra]), EXPERIMENT)
+    tex = render_tables(aggregate.collect(paths + [extra]))
     rows = table_rows(tex)
     sd = np.std([0.9, 0.92], ddof=1)
     assert rows["MAML"] == [f"\\textbf{{91.00 $\\pm$ {latex.pct(1.96 * sd / np.sqrt(2))}}}"]
     assert rows["MAML + MLPLR"] == ["90.00 $\\pm$ 2.00"]
     # ties on the displayed value are all bold
-    tie = latex.render_table1(aggregate.collect(paths), EXPERIMENT)
+    tie = render_tables(aggregate.collect(paths))
     assert all(c[0].startswith("\\textbf") for c in table_rows(tie).values())
 
 
-def test_table1_groups_columns_by_dataset_and_ways(tmp_path):
+def test_accuracy_table_groups_columns_by_dataset_and_ways(tmp_path):
     paths, _ = make_inputs(tmp_path, acc={("maml", "fixed", 1): (0.5, 0.01)}, dataset="omni_glot&co")
     run = dict(run_fields("maml", "fixed", 1, dataset="omni_glot&co"), ways=20, run_id="x/20w1s")
     p = tmp_path / "metrics" / "twenty.json"
     write_json(p, metrics(run, 0.4, 0.01, "c" * 64))
-    tex = latex.render_table1(aggregate.collect(paths + [p]), EXPERIMENT)
+    tex = render_tables(aggregate.collect(paths + [p]))
     assert "\\multicolumn{2}{c}{omni\\_glot\\&co}" in tex
     assert "\\multicolumn{1}{c}{5-way} & \\multicolumn{1}{c}{20-way}" in tex
     assert table_rows(tex)["MAML"] == ["\\textbf{50.00 $\\pm$ 1.00}", "\\textbf{40.00 $\\pm$ 1.00}"]
-    macros = latex.macros_model(aggregate.collect(paths + [p]), EXPERIMENT)
-    names = {m["name"] for m in macros}
+    names = set(read_macros_of(build_report(paths + [p], [], tmp_path / "out", EXPERIMENT, config_file(tmp_path))))
     assert "AccOmniGlotCoTwentyWayOneShotMamlFixed" in names
     assert "AccMamlFixedOneShot" not in names  # short forms only with a single dataset and ways
 
@@ -206,7 +234,8 @@ def test_different_task_lists_in_a_column_are_rejected(tmp_path):
     p = tmp_path / "metrics" / "other.json"
     write_json(p, metrics(run_fields("maml", "mlplr", 1), 0.6, 0.01, "d" * 64))
     with pytest.raises(ValueError, match="different task lists"):
-        latex.render_table1(aggregate.collect(paths + [p]), EXPERIMENT)
+        build_report(paths + [p], [], tmp_path / "out", EXPERIMENT, config_file(tmp_path))
+    assert not (tmp_path / "out").exists()
 
 
 def test_latex_escape_and_jinja_delimiters():
@@ -246,11 +275,13 @@ def test_macros_values(built):
     assert m["BestAcc"] == "97.10" and m["BestSetting"] == "glyphs 5-way 5-shot"
     assert m["LambdaFixed"] == "0.4"
     assert m["LambdaMlplrMin"] == "0.5" and m["LambdaMlplrMax"] == "1.5"
-    # pairs: anil/maml/fomaml 1-shot, maml/fomaml 5-shot; MLPLR better in all five
-    assert m["NumPairs"] == "5" and m["NumPairsImproved"] == "5"
-    gains = [0.81234 - 0.8, 0.87345 - 0.85, 0.8499 - 0.84, 0.96 - 0.95, 0.971 - 0.94]
-    assert m["MeanGainMlplr"] == latex.pct(sum(gains) / 5)
-    assert m["TaskListHash"] == latex.task_list_digest(aggregate.collect(built[1]))
+    # pairs: anil/maml/fomaml 1-shot, maml/fomaml 5-shot
+    assert m["NumPairedMlplr"] == "5"
+    assert m["TaskListHash"] == task_list_digest(aggregate.collect(built[1]))
+    assert m["PaperCells"] == "78" and m["PaperCellsRun"] == "0" and m["PaperCellsNotRun"] == "78"
+    assert m["NumWaysPanels"] == "0" and m["NumCrossDomainRuns"] == "0"
+    assert m["InDomainTableRefs"] == "Table~\\ref{tab:other_datasets}" and m["CrossDomainTableRef"] == "no table"
+    assert m["NumChoicesUntagged"] == "0"
     # every macro the appendix uses is defined
     used = set(re.findall(r"\\([A-Z][A-Za-z]+)", (REPO / "paper" / "appendix.tex").read_text()))
     assert used - {"IfFileExists"} <= set(m)
@@ -263,8 +294,8 @@ def test_outputs_exist_and_figures_nonempty(built):
     assert [p.name for p in written] == list(OUTPUTS)
     for p in written:
         assert p.is_file() and p.stat().st_size > 0
-    assert (out / "lambda.pdf").read_bytes().startswith(b"%PDF")
-    assert (out / "training.pdf").read_bytes().startswith(b"%PDF")
+    for name in ("lambda.pdf", "training.pdf", "ways.pdf", "cross_domain.pdf"):
+        assert (out / name).read_bytes().startswith(b"%PDF"), name
     assert (out / "lambda.png").read_bytes().startswith(b"\x89PNG")
     assert b"CreationDate" not in (out / "lambda.pdf").read_bytes()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no atomic-write leftovers
@@ -273,10 +304,14 @@ def test_outputs_exist_and_figures_nonempty(built):
     assert {"accuracy_mean", "accuracy_ci95", "task_list_sha256", "metrics_path"} <= set(header)
 
 
-def test_lambda_summary_late_window_and_moving_average():
+def test_lambda_summary_thirds_and_moving_average():
     s = figures.lambda_summary(mlplr_lambdas())
-    assert s["late_window"] == 10
-    np.testing.assert_allclose(s["late_mean"], 1.0 + 0.1 * np.arange(TRAIN_STEPS), rtol=1e-6)
+    assert list(s["bounds"]) == [0, 33, 67, 100]
+    early, middle, late = s["thirds"]
+    assert [len(v) for v in early] == [33 * TASK_BATCH] * TRAIN_STEPS
+    np.testing.assert_allclose(early[2], 0.5)  # the last 10% of iterations are all in the late third
+    np.testing.assert_allclose(np.sort(late[2])[-10 * TASK_BATCH:], 1.2, rtol=1e-6)
+    np.testing.assert_allclose(np.sort(late[2])[:23 * TASK_BATCH], 0.5)
     assert s["smooth"].shape == (len(s["x"]), TRAIN_STEPS)
     np.testing.assert_allclose(s["smooth"][0], 0.5, rtol=1e-6)
     np.testing.assert_allclose(s["smooth"][-1], 1.0 + 0.1 * np.arange(TRAIN_STEPS), rtol=1e-6)
@@ -285,18 +320,18 @@ def test_lambda_summary_late_window_and_moving_average():
 
 def test_rebuild_is_byte_identical(built, tmp_path):
     _, metrics_paths, log_dirs, out, written = built
-    again = build_report(metrics_paths, log_dirs, tmp_path / "again", EXPERIMENT)
+    again = build_report(metrics_paths, log_dirs, tmp_path / "again", EXPERIMENT, config_file(tmp_path))
     for a, b in zip(written, again):
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
 def test_no_mlplr_run_and_no_logs(tmp_path):
     paths, logs = make_inputs(tmp_path, rules=("fixed",))
-    written = build_report(paths, logs, tmp_path / "fixed", EXPERIMENT)
+    written = build_report(paths, logs, tmp_path / "fixed", EXPERIMENT, config_file(tmp_path))
     assert (tmp_path / "fixed" / "lambda.pdf").stat().st_size > 0
     m = read_macros(tmp_path / "fixed" / "macros.tex")
-    assert m["LambdaMlplrMin"] == "--" and m["NumPairs"] == "0" and m["MeanGainMlplr"] == "--"
-    written = build_report(paths, [], tmp_path / "nologs", EXPERIMENT)
+    assert m["LambdaMlplrMin"] == "--" and m["NumPairedMlplr"] == "0" and m["MeanPairedDiffMlplr"] == "--"
+    written = build_report(paths, [], tmp_path / "nologs", EXPERIMENT, config_file(tmp_path))
     assert all(p.stat().st_size > 0 for p in written)
     assert read_macros(tmp_path / "nologs" / "macros.tex")["TrainInnerSteps"] == "--"
 
@@ -304,7 +339,9 @@ def test_no_mlplr_run_and_no_logs(tmp_path):
 def test_other_experiment_is_rejected(tmp_path):
     paths, logs = make_inputs(tmp_path, acc={("maml", "fixed", 1): (0.5, 0.01)})
     with pytest.raises(ValueError, match="other experiment"):
-        build_report(paths, logs, tmp_path / "out", "paper")
+        build_report(paths, logs, tmp_path / "out", "paper", config_file(tmp_path, "paper"))
+    with pytest.raises(ValueError, match="of experiment 'default'"):
+        build_report(paths, logs, tmp_path / "out", EXPERIMENT, [DEFAULT_CONFIG])
     assert not (tmp_path / "out").exists()
 
 

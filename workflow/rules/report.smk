@@ -1,13 +1,31 @@
+# Outputs shown in `snakemake --report report.html`: caption file (workflow/report/) and category.
+IN_HTML_REPORT = {
+    "summary.csv": ("summary", "Results"),
+    "paired.csv": ("paired", "Results"),
+    "ways.pdf": ("ways", "Figures"),
+    "cross_domain.pdf": ("cross_domain", "Figures"),
+    "lambda.png": ("lambda", "Figures"),
+    "training.pdf": ("training", "Figures"),
+}
+
+
 rule report:
-    """Aggregate every run's metrics into the LaTeX table, macros and figures."""
+    """Aggregate every evaluation (in- and cross-domain) into the LaTeX tables, macros and figures."""
     input:
         metrics=metrics_files(),
         logs=model_files("train_log.json"),
         lambdas=model_files("lambdas.npy"),
         templates=sorted(map(str, Path("paper/templates").glob("*.tex.j2"))),
+        configs=CONFIGFILES,  # the choices ledger lists every value and the tags in its comments
+        paper_results=config["report"]["paper_results"],
         code=sources("report"),
     output:
-        [f"{GENERATED}/{name}" for name in REPORT_FILES],
+        [
+            report(f"{GENERATED}/{name}", caption=f"../report/{IN_HTML_REPORT[name][0]}.rst",
+                   category=IN_HTML_REPORT[name][1])
+            if name in IN_HTML_REPORT else f"{GENERATED}/{name}"
+            for name in REPORT_FILES
+        ],
     params:
         config_args=CONFIG_ARGS,
         out_dir=lambda w, output: os.path.dirname(output[0]),

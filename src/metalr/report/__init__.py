@@ -3,8 +3,8 @@
 Public API (what the CLI calls):
 
 * :func:`metalr.report.aggregate.collect` -- metrics JSON files -> one-row-per-run DataFrame.
-* :func:`metalr.report.build.build_report` -- writes summary.csv, table1.tex, macros.tex,
-  lambda.pdf/.png and training.pdf into an output folder.
+* :func:`metalr.report.build.build_report` -- writes the fixed set of files ``build.OUTPUTS`` (summary and
+  paired CSVs, accuracy / paper-vs-ours / paired / choices tables, macros.tex, figures) into a folder.
 * :func:`metalr.report.pdf.compile_appendix` / :func:`metalr.report.pdf.latex_available`.
 
 Submodules are imported lazily so that ``import metalr.report`` stays cheap (no pandas/matplotlib).

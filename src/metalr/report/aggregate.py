@@ -1,4 +1,8 @@
-"""Collect per-run metrics JSON files into a pandas table, and reduce it to Table 1 cells.
+"""Collect per-run metrics JSON files into a pandas table, and reduce it to table cells.
+
+A row is one evaluation: the trained run (``dataset`` = training dataset) scored on the test tasks of
+``test_dataset`` (``evaluation.dataset`` in the metrics file; the training dataset when absent). Rows
+with ``test_dataset != dataset`` are cross-domain evaluations.
 
 Display order follows the paper's Table 1: ANIL, MAML, FOMAML (then any other algorithm,
 alphabetically); within an algorithm the ``fixed`` rule first, then ``mlplr``, then any other rule.
@@ -21,6 +25,7 @@ RULE_LABELS = {"mlplr": "MLPLR", "fixed": "fixed", "meta-sgd": "Meta-SGD", "lslr
 
 RUN_FIELDS = ("experiment", "dataset", "algorithm", "rule", "ways", "shots", "seed", "run_id")
 COLUMNS = RUN_FIELDS + (
+    "test_dataset",
     "accuracy_mean",
     "accuracy_ci95",
     "accuracy_std",
@@ -34,8 +39,10 @@ COLUMNS = RUN_FIELDS + (
     "lambda_max",
     "metrics_path",
 )
-SETTING = ("dataset", "ways", "shots")
+SETTING = ("dataset", "test_dataset", "ways", "shots")
+TASKS = ("test_dataset", "ways", "shots")  # one frozen task list per test dataset, ways and shots
 METHOD = ("algorithm", "rule")
+PER_TASK = "per_task_accuracy"  # kept in the frame for paired statistics, not written to summary.csv
 
 
 def algorithm_rank(name: str) -> tuple[int, str]:
@@ -84,6 +91,13 @@ def _row(path: Path) -> dict:
         raise ValueError(f"{path}: not a metrics file (missing {exc})") from exc
     for key in ("ways", "shots", "seed"):
         row[key] = int(row[key])
+    evaluation = data.get("evaluation") or {}
+    row["test_dataset"] = str(evaluation.get("dataset", row["dataset"]))
+    for key in ("ways", "shots"):
+        if int(evaluation.get(key, row[key])) != row[key]:
+            raise ValueError(f"{path}: evaluation.{key} = {evaluation[key]} differs from run.{key} = {row[key]}; "
+                             f"a model is evaluated at the ways and shots it was trained for")
+    row[PER_TASK] = tuple(float(a) for a in data.get(PER_TASK) or ())
     lam = data.get("lambda") or {}
     means = _finite(lam.get("mean_per_step") or [])
     mins = _finite(lam.get("min_per_step") or []) or means
@@ -96,7 +110,7 @@ def _row(path: Path) -> dict:
 
 
 def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """Deterministic order: experiment, dataset, ways, shots, paper algorithm order, rule order, seed, run_id."""
+    """Deterministic order: experiment, dataset, test dataset, ways, shots, paper algorithm order, rule order, seed, run_id."""
     if df.empty:
         return df.reset_index(drop=True)
     keys = df.assign(
@@ -107,6 +121,7 @@ def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
         key=lambda i: (
             keys["experiment"].iat[i],
             keys["dataset"].iat[i],
+            keys["test_dataset"].iat[i],
             int(keys["ways"].iat[i]),
             int(keys["shots"].iat[i]),
             keys["_alg"].iat[i],
@@ -120,19 +135,31 @@ def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def collect(metrics_paths: list[Path]) -> pd.DataFrame:
-    """One row per metrics file: run fields, accuracy_mean/ci95/std/n_tasks (fractions), task-list hash,
-    eval λ summary and the metrics path; sorted deterministically. Raises ValueError on a run listed twice."""
+    """One row per metrics file: run fields, test dataset, accuracy_mean/ci95/std/n_tasks (fractions),
+    task-list hash, eval λ summary, the metrics path (the columns of summary.csv: COLUMNS) and the
+    per-task accuracies; sorted deterministically. Raises ValueError on a run evaluated twice on one test set."""
     rows = [_row(Path(p)) for p in metrics_paths]
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    dup = df["run_id"][df.duplicated(subset=["experiment", "run_id"], keep=False)]
-    if not dup.empty:
-        raise ValueError(f"run(s) given more than once: {sorted(set(dup))}")
+    df = pd.DataFrame(rows, columns=list(COLUMNS) + [PER_TASK])
+    twice = df.duplicated(subset=["experiment", "run_id", "test_dataset"], keep=False)
+    if twice.any():
+        dup = sorted({f"{r.run_id} on {r.test_dataset}" for r in df[twice].itertuples()})
+        raise ValueError(f"run(s) given more than once: {dup}")
     return sort_runs(df)
 
 
-def settings(df: pd.DataFrame) -> list[tuple[str, int, int]]:
-    """Table columns: (dataset, ways, shots), sorted."""
-    return sorted({(r.dataset, int(r.ways), int(r.shots)) for r in df.itertuples()})
+def summary_csv(df: pd.DataFrame) -> str:
+    """summary.csv: one line per evaluation, the COLUMNS (per-task accuracies stay in the metrics files)."""
+    return df[list(COLUMNS)].to_csv(index=False, lineterminator="\n")
+
+
+def column_label(dataset: str, test_dataset: str) -> str:
+    """Plain-text table column group: the dataset in-domain, 'train → test' cross-domain."""
+    return dataset if dataset == test_dataset else f"{dataset} → {test_dataset}"
+
+
+def settings(df: pd.DataFrame) -> list[tuple[str, str, int, int]]:
+    """Table columns: (dataset, test_dataset, ways, shots), sorted."""
+    return sorted({(r.dataset, r.test_dataset, int(r.ways), int(r.shots)) for r in df.itertuples()})
 
 
 def methods(df: pd.DataFrame) -> list[tuple[str, str]]:
@@ -142,22 +169,23 @@ def methods(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], tuple[str, int]]:
-    """Every run of a setting must use the same task list; returns setting -> (sha256, n_tasks)."""
+    """Every evaluation on one (test dataset, ways, shots) must use the same task list, whichever dataset
+    the model was trained on; returns (test_dataset, ways, shots) -> (sha256, n_tasks)."""
     out = {}
-    for key, group in df.groupby(list(SETTING), sort=True):
+    for key, group in df.groupby(list(TASKS), sort=True):
         hashes = sorted(set(group["task_list_sha256"]))
         n_tasks = sorted(set(int(n) for n in group["accuracy_n_tasks"]))
         if len(hashes) != 1 or len(n_tasks) != 1:
             raise ValueError(
-                f"setting {key}: runs were evaluated on different task lists "
-                f"(sha256 {hashes}, n_tasks {n_tasks}); Table 1 compares methods on identical tasks only"
+                f"test set {key}: runs were evaluated on different task lists "
+                f"(sha256 {hashes}, n_tasks {n_tasks}); the tables compare methods on identical tasks only"
             )
         out[(str(key[0]), int(key[1]), int(key[2]))] = (hashes[0], n_tasks[0])
     return out
 
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, ways, shots, algorithm, rule): mean accuracy over seeds and its ± term.
+    """One row per (dataset, test_dataset, ways, shots, algorithm, rule): mean accuracy over seeds and its ± term.
 
     With one seed the ± is that run's 95% CI over test tasks; with several seeds it is
     1.96 * sd(seed means) / sqrt(n_seeds). Columns: setting + method + mean, ci95, n_seeds.
@@ -171,7 +199,7 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
         else:
             ci = 1.96 * float(means.std(ddof=1)) / math.sqrt(n)
         out.append(
-            dict(zip(SETTING + METHOD, (str(key[0]), int(key[1]), int(key[2]), str(key[3]), str(key[4]))),
+            dict(zip(SETTING + METHOD, (str(key[0]), str(key[1]), int(key[2]), int(key[3]), str(key[4]), str(key[5]))),
                  mean=float(means.mean()), ci95=ci, n_seeds=n)
         )
     cols = list(SETTING + METHOD) + ["mean", "ci95", "n_seeds"]

@@ -1,14 +1,24 @@
-"""The report stage: metrics + training logs -> summary.csv, table1.tex, macros.tex, lambda.pdf/.png, training.pdf."""
+"""The report stage: metrics + training logs + config -> the generated files of the appendix (OUTPUTS)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from metalr import config as config_mod
 from metalr.io import write_text
 
+from . import aggregate as agg
+from . import choices as choices_mod
 from . import figures, latex
-from .aggregate import collect
+from . import paired as paired_mod
+from . import paper as paper_mod
+from . import tables as tables_mod
+from .macros import macros_model
 
-OUTPUTS = ("summary.csv", "table1.tex", "macros.tex", "lambda.pdf", "lambda.png", "training.pdf")
+# Fixed names: Snakemake and dvc.yaml declare them; a file with nothing to show says so.
+TEXT_OUTPUTS = ("summary.csv", "paired.csv", "tables.tex", "cross_domain_table.tex", "paper_vs_ours.tex",
+                "paired.tex", "choices.tex", "macros.tex")
+FIGURE_OUTPUTS = ("ways.pdf", "cross_domain.pdf", "lambda.pdf", "lambda.png", "training.pdf")
+OUTPUTS = TEXT_OUTPUTS + FIGURE_OUTPUTS
 
 
 def _check_experiment(runs: list[dict], experiment: str, what: str) -> None:
@@ -17,32 +27,92 @@ def _check_experiment(runs: list[dict], experiment: str, what: str) -> None:
         raise ValueError(f"{what} from other experiment(s) {other} given to the report of {experiment!r}")
 
 
-def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir: Path, experiment: str,
-                 templates_dir: Path | None = None) -> list[Path]:
-    """Write the generated files of the appendix into ``out_dir`` (atomically, each) and return their paths.
+def paper_results_path(cfg: dict) -> Path:
+    path = Path(cfg["report"]["paper_results"])
+    return path if path.is_absolute() else config_mod.REPO_ROOT / path
 
-    Raises ValueError when there are no metrics, when an input belongs to another experiment, when
-    runs of one column were evaluated on different task lists, or when a run is given twice.
+
+def _paper_rows(comparison) -> list[dict]:
+    rows = []
+    for r in comparison[comparison["overlap"].notna()].to_dict("records"):
+        rows.append({"table": int(r["table"]), "datasets": tables_mod.column_group_tex(r["dataset"], r["test_dataset"]),
+                     "ways": int(r["ways"]), "shots": int(r["shots"]),
+                     "method": agg.method_label(r["algorithm"], r["rule"]),
+                     "paper": f"{latex.points(r['paper_mean'])} $\\pm$ {latex.points(r['paper_ci95'])}",
+                     "ours": f"{latex.points(r['ours_mean'])} $\\pm$ {latex.points(r['ours_ci95'])}",
+                     "difference": latex.points(r["difference"]), "overlap": "yes" if r["overlap"] else "no"})
+    return rows
+
+
+def _paired_rows(paired) -> list[dict]:
+    return [{"datasets": tables_mod.column_group_tex(r["dataset"], r["test_dataset"]), "ways": int(r["ways"]),
+             "shots": int(r["shots"]), "algorithm": agg.algorithm_label(r["algorithm"]),
+             "rule": agg.rule_label(r["rule"]), "mean": latex.pct(r["mean"]), "low": latex.pct(r["low"]),
+             "high": latex.pct(r["high"]), "p": latex.p_value(r["p_value"])}
+            for r in paired.to_dict("records")]
+
+
+def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir: Path, experiment: str,
+                 config_files: list[Path] | None = None, templates_dir: Path | None = None) -> list[Path]:
+    """Write OUTPUTS into ``out_dir`` (atomically, each) and return their paths.
+
+    ``metrics_paths`` holds in-domain and cross-domain evaluations alike; ``config_files`` are the
+    layered config files of the experiment (default: config/config.yaml alone), read for
+    report.tables, report.paper_results and the choices ledger. Raises ValueError when there are no
+    metrics, when an input or the config belongs to another experiment, when evaluations on one test
+    set used different task lists, or when an evaluation is given twice.
     """
     if not metrics_paths:
         raise ValueError("build_report: no metrics files given")
+    config_files = [Path(f) for f in (config_files or [config_mod.DEFAULT_CONFIG])]
+    cfg = config_mod.load(config_files)
+    if cfg["experiment"] != experiment:
+        raise ValueError(f"config files {[str(f) for f in config_files]} are of experiment {cfg['experiment']!r}, "
+                         f"not {experiment!r}")
     out_dir = Path(out_dir)
-    runs = collect([Path(p) for p in metrics_paths])
+    runs = agg.collect([Path(p) for p in metrics_paths])
     _check_experiment(runs.to_dict("records"), experiment, "metrics")
     logs = figures.load_train_logs([Path(d) for d in train_log_dirs])
     _check_experiment([t.run for t in logs], experiment, "training logs")
     train_meta = [{"inner_steps": t.inner_steps, "task_batch": t.task_batch} for t in logs]
 
-    # render everything before writing anything, so a template error leaves no partial report
-    table = latex.render_table1(runs, experiment, templates_dir)
-    macros = latex.render_macros(runs, experiment, train_meta, templates_dir)
-    csv = runs.to_csv(index=False, lineterminator="\n")
+    # compute and render everything before writing anything: an error leaves no partial report
+    agg.check_same_tasks(runs)
+    cells = agg.cells(runs)
+    paired = paired_mod.paired(runs)
+    comparison = paper_mod.compare(cells, paper_mod.load_paper_results(paper_results_path(cfg)))
+    used = {"datasets": set(runs["dataset"]) | set(runs["test_dataset"]) | set(cfg["grid"]["datasets"]),
+            "algorithms": set(runs["algorithm"]), "rules": set(runs["rule"])}
+    choices = choices_mod.ledger(config_files, used)
+    in_domain = tables_mod.in_domain_tables(runs, cfg["report"]["tables"])
+    cross = tables_mod.cross_domain(runs)
+    cross_tables = [(dict(tables_mod.CROSS), cross)] if not cross.empty else []
+    labels = [tables_mod.label(spec["name"]) for spec, _ in in_domain + cross_tables]
 
-    written = []
+    def render(template: str, **context) -> str:
+        return latex.render(template, templates_dir, experiment=experiment, **context)
+
+    texts = {
+        "summary.csv": agg.summary_csv(runs),
+        "paired.csv": paired_mod.paired_csv(paired),
+        "tables.tex": render("accuracy_tables.tex.j2", **tables_mod.tables_context(
+            in_domain, experiment, "No in-domain evaluation in this experiment.")),
+        "cross_domain_table.tex": render("accuracy_tables.tex.j2", **tables_mod.tables_context(
+            cross_tables, experiment, "No cross-domain evaluation in this experiment.")),
+        "paper_vs_ours.tex": render("paper_vs_ours.tex.j2", rows=_paper_rows(comparison),
+                                    n_cells=len(comparison)),
+        "paired.tex": render("paired.tex.j2", rows=_paired_rows(paired)),
+        "choices.tex": render("choices.tex.j2", choices=choices),
+        "macros.tex": render("macros.tex.j2", macros=macros_model(runs, experiment, train_meta, labels, paired,
+                                                                  comparison, choices)),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("summary.csv", csv), ("table1.tex", table), ("macros.tex", macros)):
-        write_text(out_dir / name, text)
+    written = []
+    for name in TEXT_OUTPUTS:
+        write_text(out_dir / name, texts[name])
         written.append(out_dir / name)
+    written += figures.ways_figure(cells, out_dir / "ways.pdf")
+    written += figures.cross_domain_figure(cells, out_dir / "cross_domain.pdf")
     written += figures.lambda_figure(logs, out_dir / "lambda.pdf", out_dir / "lambda.png")
     written += figures.training_figure(logs, out_dir / "training.pdf")
     return written

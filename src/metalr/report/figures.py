@@ -1,4 +1,5 @@
-"""Figures: step sizes λ (lambda.pdf/.png) and training curves (training.pdf).
+"""Figures: accuracy vs number of ways (ways.pdf), cross-domain accuracy (cross_domain.pdf), the
+distribution of the step sizes λ (lambda.pdf/.png) and training curves (training.pdf).
 
 Matplotlib is used through ``Figure`` objects with the Agg canvas (no pyplot, no global backend),
 under a fixed rcParams set, and saved without a creation date: same inputs -> same bytes.
@@ -43,7 +44,8 @@ RC = {
 }
 PDF_METADATA = {"CreationDate": None, "ModDate": None, "Creator": "metalr.report", "Producer": "matplotlib"}
 PNG_METADATA = {"Software": "metalr.report"}
-LATE_FRACTION = 0.1  # late window of training for the per-step mean λ
+THIRDS = ("early", "middle", "late")  # λ distributions per third of training
+BOX_WHISKERS = (5, 95)  # percentiles; λ outside them is not drawn (thousands of points per box)
 MAX_CURVE_POINTS = 2000  # the moving-average curves are subsampled to at most this many points
 
 
@@ -139,23 +141,19 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def lambda_summary(lambdas: np.ndarray) -> dict:
-    """Per-step mean λ over tasks in the late window, and the per-iteration mean over tasks (smoothed)."""
+    """λ per third of training (early, middle, late) and per inner step, over all tasks of those
+    iterations (``thirds[i][k]``: a 1-d array), and the per-iteration mean over tasks (smoothed)."""
     lam = np.asarray(lambdas, dtype=np.float64)
     total = lam.shape[0]
-    late = max(1, int(math.ceil(LATE_FRACTION * total)))
+    bounds = np.linspace(0, total, len(THIRDS) + 1).round().astype(int)
+    thirds = [[lam[a:b, :, k].ravel() for k in range(lam.shape[2])] for a, b in zip(bounds[:-1], bounds[1:])]
     per_iter = np.nanmean(lam, axis=1)  # [iterations, steps]
     window = max(1, total // 50)
     smooth = moving_average(per_iter, window)
     x = np.arange(window, total + 1)
     stride = max(1, int(math.ceil(len(x) / MAX_CURVE_POINTS)))
-    return {
-        "late_mean": np.nanmean(lam[-late:], axis=(0, 1)),
-        "late_window": late,
-        "x": x[::stride],
-        "smooth": smooth[::stride],
-        "window": window,
-        "total": total,
-    }
+    return {"thirds": thirds, "bounds": bounds, "x": x[::stride], "smooth": smooth[::stride],
+            "window": window, "total": total}
 
 
 def _fixed_reference(logs: list[TrainLog], run: dict) -> float | None:
@@ -169,8 +167,9 @@ def _fixed_reference(logs: list[TrainLog], run: dict) -> float | None:
 
 
 def lambda_figure(logs: list[TrainLog], pdf_path: Path, png_path: Path | None = None) -> list[Path]:
-    """(a) mean λ per inner step over tasks and the last 10% of training; (b) mean λ over tasks vs
-    iteration (moving average), one colour per step; one row per adaptive-rule (non-fixed) run."""
+    """(a) distribution of λ over tasks per inner step, for the early, middle and late third of training
+    (boxes: quartiles and median, whiskers: BOX_WHISKERS percentiles); (b) mean λ over tasks vs iteration
+    (moving average), one colour per step; one row per adaptive-rule (non-fixed) run."""
     adaptive = [t for t in logs if t.run["rule"] != "fixed" and t.lambdas is not None and t.lambdas.size]
     with matplotlib.rc_context(RC):
         if not adaptive:
@@ -188,23 +187,30 @@ def lambda_figure(logs: list[TrainLog], pdf_path: Path, png_path: Path | None = 
             axes = fig.subplots(len(adaptive), 2, squeeze=False)
             for row, t in enumerate(adaptive):
                 s = lambda_summary(t.lambdas)
-                steps = len(s["late_mean"])
+                steps = len(s["thirds"][0])
                 colours = _step_colours(steps)
                 ax_a, ax_b = axes[row]
-                idx = np.arange(1, steps + 1)
-                ax_a.bar(idx, s["late_mean"], color=colours, width=0.7)
+                third_colours = [matplotlib.colormaps["Greys"](0.35 + 0.25 * i) for i in range(len(THIRDS))]
+                width = 0.8 / len(THIRDS)
+                for i, (name, per_step) in enumerate(zip(THIRDS, s["thirds"])):
+                    pos = np.arange(1, steps + 1) + (i - (len(THIRDS) - 1) / 2) * width
+                    data = [v[np.isfinite(v)] for v in per_step]
+                    if not all(len(d) for d in data):  # a third without iterations (very short runs)
+                        continue
+                    box = ax_a.boxplot(data, positions=pos, widths=0.9 * width, whis=BOX_WHISKERS, showfliers=False,
+                                       patch_artist=True, medianprops={"color": "black", "linewidth": 0.8})
+                    for patch in box["boxes"]:
+                        patch.set_facecolor(third_colours[i])
+                        patch.set_linewidth(0.5)
+                    box["boxes"][0].set_label(f"{name} third")
                 ref = _fixed_reference(logs, t.run)
-                top = float(np.nanmax(s["late_mean"])) if np.isfinite(s["late_mean"]).any() else 1.0
                 if ref is not None:
                     ax_a.axhline(ref, color="0.3", linestyle="--", linewidth=1, label=f"fixed λ = {ref:g}")
-                    ax_a.legend(loc="upper left", frameon=False)
-                    top = max(top, ref)
-                ax_a.set_ylim(0.0, 1.3 * top if top > 0 else 1.0)
-                ax_a.set_xticks(idx)
+                ax_a.legend(loc="best", frameon=False)
+                ax_a.set_xticks(np.arange(1, steps + 1), [str(k) for k in range(1, steps + 1)])
                 ax_a.set_xlabel("inner step")
-                ax_a.set_ylabel("mean λ")
-                ax_a.set_title(mpl_text(f"(a) {t.label}, seed {t.run['seed']}: last {s['late_window']} it."),
-                               loc="left")
+                ax_a.set_ylabel("λ over tasks")
+                ax_a.set_title(mpl_text(f"(a) {t.label}, seed {t.run['seed']}"), loc="left")
                 for k in range(steps):
                     ax_b.plot(s["x"], s["smooth"][:, k], color=colours[k], label=f"step {k + 1}")
                 ax_b.set_xlabel("training iteration")
@@ -221,11 +227,7 @@ def training_figure(logs: list[TrainLog], pdf_path: Path) -> list[Path]:
     """Query accuracy vs training iteration, one panel per setting, one line per method (and seed)."""
     with matplotlib.rc_context(RC):
         if not logs:
-            fig = _new_figure(6.0, 1.5)
-            ax = fig.add_subplot()
-            ax.axis("off")
-            ax.text(0.5, 0.5, "No training logs in this report.", ha="center", va="center", transform=ax.transAxes)
-            return [_save(fig, pdf_path, "pdf")]
+            return _placeholder("No training logs in this report.", pdf_path)
         settings = sorted({t.setting for t in logs})
         methods = sorted({(t.run["algorithm"], t.run["rule"]) for t in logs},
                          key=lambda m: (agg.algorithm_rank(m[0]), agg.rule_rank(m[1])))
@@ -253,4 +255,86 @@ def training_figure(logs: list[TrainLog], pdf_path: Path) -> list[Path]:
             ax.legend(loc="lower right", frameon=False)
         for ax in axes[len(settings):]:
             ax.axis("off")
+        return [_save(fig, pdf_path, "pdf")]
+
+
+def _placeholder(message: str, path: Path) -> list[Path]:
+    fig = _new_figure(6.0, 1.5)
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    return [_save(fig, path, "pdf")]
+
+
+def _method_styles(cells) -> dict[tuple[str, str], dict]:
+    """One colour per method (paper order), dashed for the fixed rule."""
+    methods = sorted({(c.algorithm, c.rule) for c in cells.itertuples()},
+                     key=lambda m: (agg.algorithm_rank(m[0]), agg.rule_rank(m[1])))
+    palette = matplotlib.colormaps["tab10"]
+    return {m: {"color": palette(i % 10), "linestyle": "--" if m[1] == "fixed" else "-",
+                "label": mpl_text(agg.method_label(*m))} for i, m in enumerate(methods)}
+
+
+def _grid(n: int, width: float = 2.8, height: float = 2.3) -> tuple[Figure, list]:
+    ncols = min(3, n)
+    nrows = int(math.ceil(n / ncols))
+    fig = _new_figure(width * ncols + 0.6, height * nrows + 0.4)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n]
+
+
+def ways_figure(cells, pdf_path: Path) -> list[Path]:
+    """Accuracy (± 95% CI) vs number of ways, one panel per in-domain (dataset, shots) run at more than
+    one ways value, one line per method; a figure saying so when there is none."""
+    own = cells[cells["dataset"] == cells["test_dataset"]]
+    panels = [key for key, g in own.groupby(["dataset", "shots"], sort=True) if g["ways"].nunique() > 1]
+    with matplotlib.rc_context(RC):
+        if not panels:
+            return _placeholder("Every dataset of this experiment was run at one number of ways:\n"
+                                "no accuracy-vs-ways curve to draw.", pdf_path)
+        styles = _method_styles(own)
+        fig, axes = _grid(len(panels))
+        for ax, (dataset, shots) in zip(axes, panels):
+            sub = own[(own["dataset"] == dataset) & (own["shots"] == shots)]
+            for method, style in styles.items():
+                line = sub[(sub["algorithm"] == method[0]) & (sub["rule"] == method[1])].sort_values("ways")
+                if line.empty:
+                    continue
+                ax.errorbar(line["ways"], 100.0 * line["mean"], yerr=100.0 * line["ci95"], marker="o", markersize=3,
+                            capsize=2, **style)
+            ax.set_xticks(sorted(sub["ways"].unique()))
+            ax.set_title(mpl_text(f"{dataset}, {shots}-shot"), loc="left")
+            ax.set_xlabel("ways (classes per task)")
+            ax.set_ylabel("test accuracy (%)")
+            ax.legend(loc="best", frameon=False)
+        return [_save(fig, pdf_path, "pdf")]
+
+
+def cross_domain_figure(cells, pdf_path: Path) -> list[Path]:
+    """Cross-domain accuracy (± 95% CI): one panel per (train dataset, ways, shots), one group of bars per
+    target dataset, one bar per method; a figure saying so when there is no cross-domain evaluation."""
+    cross = cells[cells["dataset"] != cells["test_dataset"]]
+    with matplotlib.rc_context(RC):
+        if cross.empty:
+            return _placeholder("No cross-domain evaluation in this experiment\n"
+                                "(every model was tested on its training dataset).", pdf_path)
+        styles = _method_styles(cross)
+        panels = sorted({(c.dataset, int(c.ways), int(c.shots)) for c in cross.itertuples()})
+        fig, axes = _grid(len(panels), width=3.4)
+        width = 0.8 / len(styles)
+        for ax, (dataset, ways, shots) in zip(axes, panels):
+            sub = cross[(cross["dataset"] == dataset) & (cross["ways"] == ways) & (cross["shots"] == shots)]
+            targets = sorted(set(sub["test_dataset"]))
+            for i, (method, style) in enumerate(styles.items()):
+                bars = sub[(sub["algorithm"] == method[0]) & (sub["rule"] == method[1])]
+                pos = [targets.index(t) + (i - (len(styles) - 1) / 2) * width for t in bars["test_dataset"]]
+                ax.bar(pos, 100.0 * bars["mean"], width=0.9 * width, yerr=100.0 * bars["ci95"], capsize=1.5,
+                       color=style["color"], hatch="//" if method[1] == "fixed" else None, edgecolor="white",
+                       linewidth=0, label=style["label"])
+            ax.set_xticks(range(len(targets)), [mpl_text(t) for t in targets])
+            ax.set_title(mpl_text(f"trained on {dataset}, {ways}-way {shots}-shot"), loc="left")
+            ax.set_ylabel("test accuracy (%)")
+            ax.legend(loc="best", frameon=False)
         return [_save(fig, pdf_path, "pdf")]

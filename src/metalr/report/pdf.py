@@ -51,7 +51,7 @@ def compile_appendix(appendix_tex: Path, generated_dir: Path, out_pdf: Path) -> 
     """Compile ``appendix_tex`` with ``\\gendir`` pointing at a copy of ``generated_dir``; write ``out_pdf``.
 
     Needs latexmk and pdflatex (raises LatexNotInstalled otherwise) and the files build_report writes
-    (macros.tex, table1.tex, lambda.pdf, training.pdf) in ``generated_dir``. Raises LatexBuildError with
+    (build.OUTPUTS) in ``generated_dir``. Raises LatexBuildError with
     the log tail if TeX fails. Returns ``out_pdf``.
     """
     appendix_tex = Path(appendix_tex).resolve()
