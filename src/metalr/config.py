@@ -96,7 +96,19 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
         if rule in RULES and rule not in cfg["rules"]:
             problems.append(f"grid.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
     problems += _check_rule_meets_algorithm(cfg, ALGORITHMS, RULES)
+    problems += _check_batching(cfg, ALGORITHMS)
     return problems
+
+
+def _check_batching(cfg: Mapping[str, Any], algorithms: Mapping) -> list[str]:
+    """``compute.batching: vmap`` forces batched training: every algorithm in the grid must support it."""
+    if cfg["compute"]["batching"] != "vmap":
+        return []
+    return [f"compute.batching: 'vmap' cannot run algorithm {name!r} (grid.algorithms[{index}]), whose training "
+            f"step does not run under torch.func.vmap; use 'auto' (it falls back to the per-task loop for "
+            f"{name!r}) or 'loop'"
+            for index, name in enumerate(cfg["grid"]["algorithms"])
+            if name in algorithms and not algorithms[name].batches_training]
 
 
 def _check_rule_meets_algorithm(cfg: Mapping[str, Any], algorithms: Mapping, rules: Mapping) -> list[str]:
@@ -217,6 +229,7 @@ def train_slice(cfg: Mapping[str, Any], run: Run) -> dict:
         "rule": cfg["rules"][run.rule],
         "train": cfg["train"],
         "deterministic": cfg["deterministic"],
+        "precision": {key: cfg["compute"][key] for key in ("tf32", "autocast")},
     }
 
 

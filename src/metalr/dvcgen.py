@@ -73,13 +73,15 @@ def generate(config_files: list[str]) -> dict:
         stages[f"train_{slug}"] = _stage(
             f"metalr train {args} --run {run.run_id} --out-dir {model_dir}",
             [data_dirs[run.dataset]] + stage_sources("train"),
-            _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "experiment"]), [model_dir])
+            _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "compute.tf32",
+                                   "compute.autocast", "experiment"]), [model_dir])
         metrics = str(paths.metrics_file(cfg, run))
         tasks = str(paths.tasks_file(cfg, run.dataset, run.ways, run.shots))
         stages[f"evaluate_{slug}"] = _stage(
             f"metalr evaluate {args} --run {run.run_id} --model {model_dir}/model.pt --tasks {tasks} --out {metrics}",
             [model_dir, tasks, data_dirs[run.dataset]] + stage_sources("evaluate"),
-            _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "evaluate", "experiment"]), [],
+            _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "compute.tf32",
+                                   "compute.autocast", "evaluate", "experiment"]), [],
             metrics=[{metrics: {"cache": True}}])
     report_dir = str(paths.report_dir(cfg))
     metrics_files = [str(paths.metrics_file(cfg, r)) for r in runs]
