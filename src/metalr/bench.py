@@ -73,6 +73,16 @@ def reference_rate(rule: str) -> Callable[[torch.Tensor], torch.Tensor | float]:
     return lambda loss: personalised_rate(loss.detach(), settings["lr_max"], settings["lr_min"])
 
 
+def reference_forward(params: dict, x: torch.Tensor) -> torch.Tensor:
+    """Conv-4 as learn2learn's ConvBlock computes it: conv, affine BatchNorm on batch statistics, ReLU,
+    max-pool (exact outside vmap; metalr's own forward is arranged differently, see models/conv4.py)."""
+    for block in range(conv4.BLOCKS):
+        x = F.conv2d(x, params[f"conv{block}.weight"], params[f"conv{block}.bias"], padding=1)
+        x = F.batch_norm(x, None, None, params[f"bn{block}.weight"], params[f"bn{block}.bias"], training=True)
+        x = F.max_pool2d(F.relu(x), 2)
+    return conv4.head(params, x.flatten(1))
+
+
 def reference_query_loss(case: Case, params: dict, task: Task, steps: int, create_graph: bool) -> torch.Tensor:
     """Clone the parameters, adapt with autograd.grad, score the query set."""
     head_only = case.algorithm == "anil"
@@ -81,13 +91,13 @@ def reference_query_loss(case: Case, params: dict, task: Task, steps: int, creat
     keys = conv4.head_keys(params) if head_only else list(params)
     fast = dict(params)
     for _ in range(steps):
-        loss = F.cross_entropy(conv4.forward(fast, task.xs), task.ys)
+        loss = F.cross_entropy(reference_forward(fast, task.xs), task.ys)
         grads = torch.autograd.grad(loss, [fast[k] for k in keys], create_graph=second_order)
         if not second_order:
             grads = [g.detach() for g in grads]
         step = rate(loss)
         fast = {**fast, **{k: fast[k] - step * g for k, g in zip(keys, grads)}}
-    return F.cross_entropy(conv4.forward(fast, task.xq), task.yq)
+    return F.cross_entropy(reference_forward(fast, task.xq), task.yq)
 
 
 def metalr_query_loss(case: Case, params: dict, task: Task, steps: int, create_graph: bool) -> torch.Tensor:
