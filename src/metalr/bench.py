@@ -142,7 +142,7 @@ def check_gradients(case: Case) -> float:
     return float((ours - ref).norm() / ref.norm())
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -156,19 +156,19 @@ def time_case(case: Case, implementation: str, device: str, repeats: int, warmup
         torch.cuda.reset_peak_memory_stats()
     times = []
     for index, tasks in enumerate(batches):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         meta_step(case, implementation, params, tasks)
         for p in params.values():
             p.grad = None
-        _sync(device)
+        sync(device)
         if index >= warmup:
             times.append(time.perf_counter() - start)
     eval_params = {k: v.detach().requires_grad_(implementation == "reference") for k, v in params.items()}
     eval_start = time.perf_counter()
     for task in make_tasks(case, eval_tasks, torch.float32, device, seed=10_000):
         EVALUATE[implementation](case, eval_params, task)
-    _sync(device)
+    sync(device)
     eval_seconds = time.perf_counter() - eval_start
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -184,14 +184,15 @@ def time_case(case: Case, implementation: str, device: str, repeats: int, warmup
     }
 
 
-def _worker(queue, args) -> None:
-    queue.put(time_case(*args))
+def _worker(queue, func, args) -> None:
+    queue.put(func(*args))
 
 
-def in_subprocess(*args) -> dict[str, Any]:
+def in_subprocess(func: Callable[..., dict[str, Any]], *args) -> dict[str, Any]:
+    """``func(*args)`` in a fresh process (its peak memory is its own); ``func`` must be importable."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_worker, args=(queue, args))
+    process = context.Process(target=_worker, args=(queue, func, args))
     process.start()
     result = queue.get()
     process.join()
@@ -206,7 +207,7 @@ def run(cases: list[Case], device: str, repeats: int, warmup: int, eval_tasks: i
         if error > 1e-9:
             raise RuntimeError(f"metalr's meta-gradient differs from the reference for {case} "
                                f"(relative error {error:.3g} in float64); refusing to time a wrong implementation")
-        timings = {name: in_subprocess(case, name, device, repeats, warmup, eval_tasks) for name in IMPLEMENTATIONS}
+        timings = {name: in_subprocess(time_case, case, name, device, repeats, warmup, eval_tasks) for name in IMPLEMENTATIONS}
         speedup = timings["reference"]["iteration_s"]["median"] / timings["metalr"]["iteration_s"]["median"]
         eval_speedup = timings["reference"]["eval"]["seconds"] / timings["metalr"]["eval"]["seconds"]
         rows.append({"case": asdict(case), "float64_relative_grad_difference": error, **timings,

@@ -92,6 +92,9 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
         for index, name in enumerate(cfg["grid"][key]):
             if name not in registry:
                 problems.append(f"grid.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
+    for index, name in enumerate(cfg["analysis"]["scaling"]["algorithms"]):
+        if name not in ALGORITHMS:
+            problems.append(f"analysis.scaling.algorithms[{index}]: unknown algorithm {name!r}; valid: {sorted(ALGORITHMS)}")
     for index, rule in enumerate(cfg["grid"]["rules"]):
         if rule in RULES and rule not in cfg["rules"]:
             problems.append(f"grid.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
