@@ -73,6 +73,16 @@ def reference_rate(rule: str) -> Callable[[torch.Tensor], torch.Tensor | float]:
     return lambda loss: personalised_rate(loss.detach(), settings["lr_max"], settings["lr_min"])
 
 
+def reference_forward(params: dict, x: torch.Tensor) -> torch.Tensor:
+    """Conv-4 as learn2learn's ConvBlock computes it: conv, affine BatchNorm on batch statistics, ReLU,
+    max-pool (exact outside vmap; metalr's own forward is arranged differently, see models/conv4.py)."""
+    for block in range(conv4.BLOCKS):
+        x = F.conv2d(x, params[f"conv{block}.weight"], params[f"conv{block}.bias"], padding=1)
+        x = F.batch_norm(x, None, None, params[f"bn{block}.weight"], params[f"bn{block}.bias"], training=True)
+        x = F.max_pool2d(F.relu(x), 2)
+    return conv4.head(params, x.flatten(1))
+
+
 def reference_query_loss(case: Case, params: dict, task: Task, steps: int, create_graph: bool) -> torch.Tensor:
     """Clone the parameters, adapt with autograd.grad, score the query set."""
     head_only = case.algorithm == "anil"
@@ -81,13 +91,13 @@ def reference_query_loss(case: Case, params: dict, task: Task, steps: int, creat
     keys = conv4.head_keys(params) if head_only else list(params)
     fast = dict(params)
     for _ in range(steps):
-        loss = F.cross_entropy(conv4.forward(fast, task.xs), task.ys)
+        loss = F.cross_entropy(reference_forward(fast, task.xs), task.ys)
         grads = torch.autograd.grad(loss, [fast[k] for k in keys], create_graph=second_order)
         if not second_order:
             grads = [g.detach() for g in grads]
         step = rate(loss)
         fast = {**fast, **{k: fast[k] - step * g for k, g in zip(keys, grads)}}
-    return F.cross_entropy(conv4.forward(fast, task.xq), task.yq)
+    return F.cross_entropy(reference_forward(fast, task.xq), task.yq)
 
 
 def metalr_query_loss(case: Case, params: dict, task: Task, steps: int, create_graph: bool) -> torch.Tensor:
@@ -132,7 +142,7 @@ def check_gradients(case: Case) -> float:
     return float((ours - ref).norm() / ref.norm())
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -146,19 +156,19 @@ def time_case(case: Case, implementation: str, device: str, repeats: int, warmup
         torch.cuda.reset_peak_memory_stats()
     times = []
     for index, tasks in enumerate(batches):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         meta_step(case, implementation, params, tasks)
         for p in params.values():
             p.grad = None
-        _sync(device)
+        sync(device)
         if index >= warmup:
             times.append(time.perf_counter() - start)
     eval_params = {k: v.detach().requires_grad_(implementation == "reference") for k, v in params.items()}
     eval_start = time.perf_counter()
     for task in make_tasks(case, eval_tasks, torch.float32, device, seed=10_000):
         EVALUATE[implementation](case, eval_params, task)
-    _sync(device)
+    sync(device)
     eval_seconds = time.perf_counter() - eval_start
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -174,14 +184,15 @@ def time_case(case: Case, implementation: str, device: str, repeats: int, warmup
     }
 
 
-def _worker(queue, args) -> None:
-    queue.put(time_case(*args))
+def _worker(queue, func, args) -> None:
+    queue.put(func(*args))
 
 
-def in_subprocess(*args) -> dict[str, Any]:
+def in_subprocess(func: Callable[..., dict[str, Any]], *args) -> dict[str, Any]:
+    """``func(*args)`` in a fresh process (its peak memory is its own); ``func`` must be importable."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_worker, args=(queue, args))
+    process = context.Process(target=_worker, args=(queue, func, args))
     process.start()
     result = queue.get()
     process.join()
@@ -196,7 +207,7 @@ def run(cases: list[Case], device: str, repeats: int, warmup: int, eval_tasks: i
         if error > 1e-9:
             raise RuntimeError(f"metalr's meta-gradient differs from the reference for {case} "
                                f"(relative error {error:.3g} in float64); refusing to time a wrong implementation")
-        timings = {name: in_subprocess(case, name, device, repeats, warmup, eval_tasks) for name in IMPLEMENTATIONS}
+        timings = {name: in_subprocess(time_case, case, name, device, repeats, warmup, eval_tasks) for name in IMPLEMENTATIONS}
         speedup = timings["reference"]["iteration_s"]["median"] / timings["metalr"]["iteration_s"]["median"]
         eval_speedup = timings["reference"]["eval"]["seconds"] / timings["metalr"]["eval"]["seconds"]
         rows.append({"case": asdict(case), "float64_relative_grad_difference": error, **timings,

@@ -164,6 +164,27 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"-> {args.out}")
 
 
+def cmd_scaling(args: argparse.Namespace) -> None:
+    from metalr import devices, scaling
+
+    cfg = _load(args)
+    device = devices.resolve_device(args.device)
+    out = Path(args.out) if args.out else paths.scaling_file(cfg)
+    print(f"scaling study on {device}: {len(scaling.cases(cfg['analysis']['scaling']))} points")
+    scaling.run(cfg, device, out)
+    print(f"-> {out}")
+
+
+def cmd_scaling_figure(args: argparse.Namespace) -> None:
+    from metalr.report import scaling as scaling_report
+
+    cfg = _load(args)
+    source = Path(args.scaling_json) if args.scaling_json else paths.scaling_file(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    written = scaling_report.write(source, out_dir)
+    print(f"scaling figure and macros -> {', '.join(map(str, written))}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--eval-tasks", type=int, default=600,
                    help="evaluation tasks timed; fewer than 600 are extrapolated to 600 and marked so")
+    p = add("scaling", cmd_scaling, "time and memory per meta-iteration against inner steps, shots and task batch "
+                                    "(analysis.scaling; JSON out)")
+    p.add_argument("--out", help="default: results/<experiment>/analysis/scaling.json")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = add("scaling-figure", cmd_scaling_figure, "the scaling study's figure and LaTeX macros")
+    p.add_argument("--scaling-json", help="default: results/<experiment>/analysis/scaling.json")
+    p.add_argument("--out-dir", help="default: paper/generated/<experiment>")
     p = add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the workflow's stages for DVC")
     p.add_argument("--out", default="dvc.yaml")
     return parser

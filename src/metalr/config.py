@@ -97,8 +97,23 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
             if rule in RULES and rule not in cfg["rules"]:
                 problems.append(f"{where}.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
         problems += _check_rule_meets_algorithm(where, block, ALGORITHMS, RULES)
+        problems += _check_batching(where, block, cfg["compute"]["batching"], ALGORITHMS)
+    for index, name in enumerate(cfg["analysis"]["scaling"]["algorithms"]):
+        if name not in ALGORITHMS:
+            problems.append(f"analysis.scaling.algorithms[{index}]: unknown algorithm {name!r}; valid: {sorted(ALGORITHMS)}")
     problems += _check_cross_domain(cfg, DATASETS)
     return list(dict.fromkeys(problems))  # a key inherited by extra blocks is reported once
+
+
+def _check_batching(where: str, block: Mapping[str, Any], batching: str, algorithms: Mapping) -> list[str]:
+    """``compute.batching: vmap`` forces batched training: every algorithm in the grid must support it."""
+    if batching != "vmap":
+        return []
+    return [f"compute.batching: 'vmap' cannot run algorithm {name!r} ({where}.algorithms[{index}]), whose training "
+            f"step does not run under torch.func.vmap; use 'auto' (it falls back to the per-task loop for "
+            f"{name!r}) or 'loop'"
+            for index, name in enumerate(block["algorithms"])
+            if name in algorithms and not algorithms[name].batches_training]
 
 
 def _check_rule_meets_algorithm(where: str, block: Mapping[str, Any], algorithms: Mapping,
@@ -279,6 +294,7 @@ def train_slice(cfg: Mapping[str, Any], run: Run) -> dict:
         "rule": cfg["rules"][run.rule],
         "train": cfg["train"],
         "deterministic": cfg["deterministic"],
+        "precision": {key: cfg["compute"][key] for key in ("tf32", "autocast")},
     }
 
 

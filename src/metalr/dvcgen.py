@@ -59,8 +59,8 @@ def _evaluate_stage(cfg: Mapping[str, Any], config_files: list[str], args: str, 
         metrics, flag = str(paths.metrics_file(cfg, run)), ""
     else:
         metrics, flag = str(paths.cross_domain_metrics_file(cfg, run, test)), f" --test-dataset {test}"
-    keys = ["model", f"algorithms.{run.algorithm}", f"rules.{run.rule}", "train", "deterministic", "evaluate",
-            "experiment"]
+    keys = ["model", f"algorithms.{run.algorithm}", f"rules.{run.rule}", "train", "deterministic", "compute.tf32",
+            "compute.autocast", "evaluate", "experiment"]
     return _stage(
         f"metalr evaluate {args} --run {run.run_id}{flag} --model {model_dir}/model.pt --tasks {tasks} --out {metrics}",
         [model_dir, tasks, data_dir] + stage_sources("evaluate"), _params(config_files, keys), [],
@@ -95,7 +95,8 @@ def generate(config_files: list[str]) -> dict:
         stages[f"train_{slug}"] = _stage(
             f"metalr train {args} --run {run.run_id} --out-dir {model_dir}",
             [data_dirs[run.dataset]] + stage_sources("train"),
-            _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "experiment"]), [model_dir])
+            _params(config_files, ["model", algorithm_key, rule_key, "train", "deterministic", "compute.tf32",
+                                   "compute.autocast", "experiment"]), [model_dir])
     for run, test in [(r, r.dataset) for r in runs] + cross:
         stages[evaluation_stage(run, test)] = _evaluate_stage(cfg, config_files, args, run, test, data_dirs[test])
     report_dir = str(paths.report_dir(cfg))

@@ -41,3 +41,7 @@ def all_metrics_files(cfg: Mapping[str, Any]) -> list[Path]:
 
     return ([metrics_file(cfg, run) for run in grid_runs(cfg)]
             + [cross_domain_metrics_file(cfg, run, test) for run, test in cross_domain_evaluations(cfg)])
+
+
+def scaling_file(cfg: Mapping[str, Any]) -> Path:
+    return RESULTS / cfg["experiment"] / "analysis" / "scaling.json"

@@ -14,11 +14,13 @@ SHARED = ("__init__.py", "cli.py", "config.py", "devices.py", "io.py", "seeding.
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "data": ("data",),
     "tasks": ("data",),
-    "train": ("data", "models", "algorithms", "steprules", "train"),
-    "evaluate": ("data", "models", "algorithms", "steprules", "train", "evaluate"),
+    "train": ("data", "models", "algorithms", "steprules", "train", "precision.py"),
+    "evaluate": ("data", "models", "algorithms", "steprules", "train", "evaluate", "precision.py"),
     "report": ("report",),
     "pdf": ("report",),
     "bench": ("models", "algorithms", "steprules", "bench.py"),
+    "scaling": ("models", "algorithms", "steprules", "bench.py", "scaling.py"),
+    "scaling_figure": ("report",),
 }
 CONFIG_SCHEMA = "config/schema.yaml"
 

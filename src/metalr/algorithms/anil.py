@@ -20,6 +20,7 @@ class ANIL:
     name: str = "anil"
     first_order: bool = False
     trains_rule_meta: ClassVar[bool] = True
+    batches_training: ClassVar[bool] = True
 
     def adapted_keys(self, params: Params) -> list[str]:
         return conv4.head_keys(params)

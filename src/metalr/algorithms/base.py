@@ -33,6 +33,8 @@ class Algorithm(Protocol):
     name: str
     # Whether the meta-gradient reaches the rule's learned rates (``meta``); rules that learn them need it.
     trains_rule_meta: bool
+    # Whether the training step runs under torch.func.vmap (``compute.batching``; algorithms/meta_batch.py).
+    batches_training: bool
 
     def adapted_keys(self, params: Params) -> list[str]:
         """The parameter keys the inner loop updates (the rule's learned rates exist for these only)."""

@@ -62,6 +62,9 @@ class IMAML:
     lam: float = 2.0
     cg_steps: int = 5
     trains_rule_meta: ClassVar[bool] = False
+    # The implicit gradient's CG differentiates a fresh leaf with torch.autograd.grad, which functorch's
+    # vmap refuses; evaluation (no implicit gradient) batches.
+    batches_training: ClassVar[bool] = False
 
     def adapted_keys(self, params: Params) -> list[str]:
         return list(params)

@@ -15,6 +15,7 @@ class MAML:
     name: str = "maml"
     first_order: bool = False
     trains_rule_meta: ClassVar[bool] = True
+    batches_training: ClassVar[bool] = True
 
     def adapted_keys(self, params: Params) -> list[str]:
         return list(params)

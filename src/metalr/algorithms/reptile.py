@@ -26,6 +26,7 @@ from metalr.steprules.base import Params, StepRule
 class Reptile:
     name: str = "reptile"
     trains_rule_meta: ClassVar[bool] = False
+    batches_training: ClassVar[bool] = True
 
     def adapted_keys(self, params: Params) -> list[str]:
         return list(params)

@@ -1,6 +1,7 @@
 """Scoring a trained model on the frozen list of test tasks."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -11,12 +12,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from metalr import config as config_mod
-from metalr import io, seeding
+from metalr import io, precision, seeding
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.base import Task
 from metalr.config import Run
 from metalr.data.arrays import load_split
 from metalr.data.episodes import Episode, episode_tensors, load_task_list
+from metalr.evaluate.chunked import resolve_chunk, score_tasks
 from metalr.evaluate.stats import mean_ci95
 from metalr.steprules import make_rule
 
@@ -49,6 +51,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     test_dataset = test_dataset or run.dataset
     io.remove_stale_temporaries(out_path)
     seeding.configure_torch(ecfg["threads"], cfg["deterministic"])
+    precision.configure(cfg["compute"])
     model = torch.load(model_path, weights_only=False, map_location=device)
     expected = config_mod.train_slice(cfg, run)
     if model["config"] != expected:
@@ -67,14 +70,15 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
 
     accuracies, rates = [], []
     episodes = task_list["episodes"]
-    for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
-                        mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr):
-        task = resize(episode_tensors(split, Episode.from_dict(episode), device=device))
-        # torch.func.grad inside still differentiates; no_grad only stops an outer graph being kept.
-        with torch.no_grad():
-            result = algorithm.task_result(params, meta, rule, task, ecfg["inner_steps"], training=False)
-        accuracies.append(float(result.query_accuracy))
-        rates.append(result.rates.cpu().numpy())
+    load = lambda episode: resize(episode_tensors(split, Episode.from_dict(episode), device=device))  # noqa: E731
+    score = functools.partial(score_tasks, algorithm, params, meta, rule, steps=ecfg["inner_steps"],
+                              forward_context=precision.forward_context(cfg["compute"], device))
+    chunk = resolve_chunk(ecfg, device, lambda: list(score([load(episodes[0])], chunk=1)))
+    tasks = (load(episode) for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
+                                               mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr))
+    for accuracy, task_rates in score(tasks, chunk=chunk):
+        accuracies.append(accuracy)
+        rates.append(task_rates)
     rates = np.stack(rates)
     metrics = {
         "run": run.as_dict(cfg["experiment"]),

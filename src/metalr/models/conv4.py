@@ -1,6 +1,7 @@
 """Functional Conv-4: parameters are a flat dict of tensors, the forward pass a pure function.
 
-Four blocks of conv3x3 (stride 1, padding 1) -> BatchNorm -> ReLU -> 2x2 max-pool, then a linear head.
+Four blocks of conv3x3 (stride 1, padding 1) -> BatchNorm -> ReLU -> 2x2 max-pool, then a linear head
+(computed as max-pool then ReLU, which is the same function).
 BatchNorm always normalises with the statistics of the batch it sees and keeps no running
 statistics (the MAML convention, "transductive" BN): support and query sets are each normalised by
 their own statistics, in training and evaluation alike.
@@ -67,7 +68,10 @@ def features(params: Params, x: torch.Tensor) -> torch.Tensor:
         x = F.conv2d(x, params[f"conv{block}.weight"], params[f"conv{block}.bias"], padding=1)
         x = F.batch_norm(x, None, None, training=True)
         x = x * params[f"bn{block}.weight"][:, None, None] + params[f"bn{block}.bias"][:, None, None]
-        x = F.max_pool2d(F.relu(x), 2)
+        # ReLU after the pooling: the same values and gradients (both are monotone; a window whose
+        # maximum is negative gives 0 either way) on a quarter of the elements. Measured 5% less CPU
+        # time per second-order meta-iteration (docs/profile-cpu.md).
+        x = F.relu(F.max_pool2d(x, 2))
     return x.flatten(1)
 
 

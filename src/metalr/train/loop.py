@@ -11,8 +11,9 @@ import torch
 from tqdm import tqdm
 
 from metalr import config as config_mod
-from metalr import io, seeding
+from metalr import io, precision, seeding
 from metalr.algorithms import get_algorithm
+from metalr.algorithms.meta_batch import accumulate_meta_gradient, uses_vmap
 from metalr.config import Run
 from metalr.data.arrays import load_split
 from metalr.data.episodes import episode_tensors, sample_episode
@@ -48,11 +49,14 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     for path in (*output_files(out_dir), checkpoint_path):
         io.remove_stale_temporaries(path)
     seeding.configure_torch(tcfg["threads"], cfg["deterministic"])
+    precision.configure(cfg["compute"])
+    forward_context = precision.forward_context(cfg["compute"], device)
     run_config = config_mod.train_slice(cfg, run)
     split = load_split(data_dir, "train")
     by_class = split.indices_by_class()
     algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
     rule = make_rule(run.rule, cfg["rules"])
+    vmap = uses_vmap(cfg["compute"]["batching"], device, algorithm)
 
     params = init_model(cfg, run, list(split.images.shape[1:]), device)
     meta = rule.init_meta({k: params[k] for k in algorithm.adapted_keys(params)}, tcfg["inner_steps"])
@@ -87,15 +91,9 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     for it in bar:
         episodes = [sample_episode(rng, by_class, run.ways, run.shots, tcfg["queries"]) for _ in range(batch)]
         optimizer.zero_grad(set_to_none=True)
-        batch_loss = 0.0
-        for t, episode in enumerate(episodes):
-            task = episode_tensors(split, episode, device=device)
-            result = algorithm.task_result(params, meta, rule, task, steps, training=True)
-            # One backward per task frees each task's graph before the next is built.
-            (result.meta_objective / batch).backward()
-            batch_loss += result.query_loss.item() / batch
-            accuracies[it] += result.query_accuracy.item() / batch
-            lambdas[it, t] = result.rates.cpu().numpy()
+        tasks = [episode_tensors(split, episode, device=device) for episode in episodes]
+        meta_batch = accumulate_meta_gradient(algorithm, params, meta, rule, tasks, steps, vmap, forward_context)
+        batch_loss, accuracies[it], lambdas[it] = meta_batch.query_loss, meta_batch.query_accuracy, meta_batch.rates
         if not math.isfinite(batch_loss):
             finite = losses[:it][np.isfinite(losses[:it])]
             last = f"{finite[-1]:.6g}" if finite.size else "none"
