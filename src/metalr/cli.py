@@ -157,6 +157,16 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"-> {args.out}")
 
 
+def cmd_fidelity(args: argparse.Namespace) -> None:
+    from metalr.analysis import fidelity
+    from metalr.data.registry import dataset_dir
+
+    cfg = _load(args)
+    out = Path(args.out) if args.out else paths.analysis_dir(cfg) / "fidelity.json"
+    result = fidelity.run(cfg, dataset_dir(cfg, cfg["analysis"]["fidelity"]["dataset"]), out)
+    print(f"gradient fidelity: {len(result['results'])} comparisons -> {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--eval-tasks", type=int, default=600,
                    help="evaluation tasks timed; fewer than 600 are extrapolated to 600 and marked so")
+    p = add("fidelity", cmd_fidelity, "FOMAML's and iMAML's meta-gradients against exact MAML (analysis.fidelity)")
+    p.add_argument("--out", help="results JSON (default: results/<experiment>/analysis/fidelity.json)")
     p = add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the workflow's stages for DVC")
     p.add_argument("--out", default="dvc.yaml")
     return parser

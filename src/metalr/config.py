@@ -95,6 +95,9 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
     for index, rule in enumerate(cfg["grid"]["rules"]):
         if rule in RULES and rule not in cfg["rules"]:
             problems.append(f"grid.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
+    fidelity_dataset = cfg["analysis"]["fidelity"]["dataset"]
+    if fidelity_dataset not in DATASETS:
+        problems.append(f"analysis.fidelity.dataset: unknown dataset {fidelity_dataset!r}; valid: {sorted(DATASETS)}")
     problems += _check_rule_meets_algorithm(cfg, ALGORITHMS, RULES)
     return problems
 

@@ -29,3 +29,7 @@ def checkpoint_file(cfg: Mapping[str, Any], run: Run) -> Path:
 
 def report_dir(cfg: Mapping[str, Any]) -> Path:
     return GENERATED / cfg["experiment"]
+
+
+def analysis_dir(cfg: Mapping[str, Any]) -> Path:
+    return RESULTS / cfg["experiment"] / "analysis"

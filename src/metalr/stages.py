@@ -19,6 +19,8 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "report": ("report",),
     "pdf": ("report",),
     "bench": ("models", "algorithms", "steprules", "bench.py"),
+    "fidelity": ("data", "models", "algorithms", "steprules", "analysis"),
+    "cost": ("models", "algorithms", "steprules", "bench.py", "analysis"),
 }
 CONFIG_SCHEMA = "config/schema.yaml"
 
