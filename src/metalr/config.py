@@ -95,6 +95,10 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
     for index, rule in enumerate(cfg["grid"]["rules"]):
         if rule in RULES and rule not in cfg["rules"]:
             problems.append(f"grid.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
+    for key, registry in (("algorithms", ALGORITHMS), ("rules", RULES)):
+        for index, name in enumerate(cfg["analysis"]["cost"][key]):
+            if name not in registry:
+                problems.append(f"analysis.cost.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
     fidelity_dataset = cfg["analysis"]["fidelity"]["dataset"]
     if fidelity_dataset not in DATASETS:
         problems.append(f"analysis.fidelity.dataset: unknown dataset {fidelity_dataset!r}; valid: {sorted(DATASETS)}")
