@@ -39,7 +39,7 @@ def test_recording_changes_nothing_and_layer_rates_average_to_the_logged_rate(na
     sizes = {k: v.numel() for k, v in params.items()}
     for step, rates in enumerate(recorder.steps):
         mean = sum(rates[k] * sizes[k] for k in rates) / sum(sizes.values())
-        assert mean == pytest.approx(float(logged[step]), rel=1e-9)  # Meta-SGD: per-tensor means, weighted
+        assert mean == pytest.approx(float(logged[step].detach()), rel=1e-9)  # Meta-SGD: per-tensor means, weighted
 
 
 def test_per_layer_rules_record_their_own_tensors():
