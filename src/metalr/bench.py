@@ -31,7 +31,12 @@ from metalr.steprules.mlplr import personalised_rate
 
 SHAPES = {"cifar_fs": (3, 32), "mini_imagenet": (3, 84)}
 RULES = {"fixed": {"lr": 0.01},
-         "mlplr": {"lr_max": 1.0, "lr_min": 0.01, "grad_through_lr": False, "divergence": "kl_label_pred"}}
+         "mlplr": {"lr_max": 1.0, "lr_min": 0.01, "grad_through_lr": False, "divergence": "kl_label_pred"},
+         "meta-sgd": {"lr": 0.01}, "lslr": {"lr": 0.01}, "alfa": {"lr": 0.01, "seed": 1},
+         "hypergradient": {"lr": 0.01, "beta": 0.001},
+         "metaoptimize": {"lr": 0.01, "meta_lr": 0.01, "trace_decay": 0.9, "variant": "blockwise"}}
+# The reference loop implements these; other cases are timed for metalr alone.
+REFERENCE_ALGORITHMS, REFERENCE_RULES = ("maml", "fomaml", "anil"), ("fixed", "mlplr")
 
 
 @dataclass(frozen=True)
@@ -100,10 +105,18 @@ def reference_query_loss(case: Case, params: dict, task: Task, steps: int, creat
     return F.cross_entropy(reference_forward(fast, task.xq), task.yq)
 
 
+def has_reference(case: Case) -> bool:
+    return case.algorithm in REFERENCE_ALGORITHMS and case.rule in REFERENCE_RULES
+
+
 def metalr_query_loss(case: Case, params: dict, task: Task, steps: int, create_graph: bool) -> torch.Tensor:
+    """The scalar whose gradient is the meta-gradient (the query loss, or Reptile's and iMAML's surrogate).
+    A rule's learned tensors start at their initial values and receive their gradient too."""
     rule = make_rule(case.rule, RULES)
     algorithm = get_algorithm(case.algorithm, {})  # the registry's defaults
-    return algorithm.task_result(params, {}, rule, task, steps, training=create_graph).query_loss
+    adapted = {k: params[k].detach() for k in algorithm.adapted_keys(params)}
+    meta = {k: v.requires_grad_(create_graph) for k, v in rule.init_meta(adapted, case.inner_steps).items()}
+    return algorithm.task_result(params, meta, rule, task, steps, training=create_graph).meta_objective
 
 
 IMPLEMENTATIONS = {"metalr": metalr_query_loss, "reference": reference_query_loss}
@@ -203,6 +216,11 @@ def run(cases: list[Case], device: str, repeats: int, warmup: int, eval_tasks: i
         progress: Callable[[str], None] = print) -> dict[str, Any]:
     rows = []
     for case in cases:
+        if not has_reference(case):
+            rows.append({"case": asdict(case), "metalr": in_subprocess(case, "metalr", device, repeats, warmup,
+                                                                       eval_tasks)})
+            progress(format_metalr_row(rows[-1]))
+            continue
         error = check_gradients(case)
         if error > 1e-9:
             raise RuntimeError(f"metalr's meta-gradient differs from the reference for {case} "
@@ -237,3 +255,10 @@ def format_row(row: dict[str, Any]) -> str:
             f"{row['speedup_metalr_vs_reference']:>8.2f}{row['metalr']['eval']['seconds_per_600']:>10.1f}"
             f"{row['reference']['eval']['seconds_per_600']:>9.1f}{row['metalr']['peak_memory_mib']:>7.0f}")
 
+
+def format_metalr_row(row: dict[str, Any]) -> str:
+    """A case without a reference loop: metalr's columns only."""
+    case = row["case"]
+    return (f"{case['shape']:<14}{case['shots']:>4} {case['algorithm']:<8}{case['rule']:<7}"
+            f"{row['metalr']['iteration_s']['median']:>12.3f}{'--':>10}{'--':>8}"
+            f"{row['metalr']['eval']['seconds_per_600']:>10.1f}{'--':>9}{row['metalr']['peak_memory_mib']:>7.0f}")

@@ -185,6 +185,37 @@ def cmd_scaling_figure(args: argparse.Namespace) -> None:
     print(f"scaling figure and macros -> {', '.join(map(str, written))}")
 
 
+def cmd_fidelity(args: argparse.Namespace) -> None:
+    from metalr.analysis import fidelity
+    from metalr.data.registry import dataset_dir
+
+    cfg = _load(args)
+    out = Path(args.out) if args.out else paths.analysis_dir(cfg) / "fidelity.json"
+    result = fidelity.run(cfg, dataset_dir(cfg, cfg["analysis"]["fidelity"]["dataset"]), out)
+    print(f"gradient fidelity: {len(result['results'])} comparisons -> {out}")
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    from metalr.analysis import cost
+
+    cfg = _load(args)
+    out = Path(args.out) if args.out else paths.analysis_dir(cfg) / "cost.json"
+    report = cost.run(cfg, out)
+    print(f"cost: {len(report['results'])} algorithm x rule cases -> {out}")
+
+
+def cmd_analyses(args: argparse.Namespace) -> None:
+    from metalr.report.analyses import build_analyses
+    from metalr.train.rates import RATES_FILE
+
+    cfg = _load(args)
+    analysis = paths.analysis_dir(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    written = build_analyses(cfg, analysis / "fidelity.json", analysis / "cost.json",
+                             [paths.model_dir(cfg, r) / RATES_FILE for r in config_mod.grid_runs(cfg)], out_dir)
+    print(f"analyses: {len(written)} files -> {out_dir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("scaling-figure", cmd_scaling_figure, "the scaling study's figure and LaTeX macros")
     p.add_argument("--scaling-json", help="default: results/<experiment>/analysis/scaling.json")
     p.add_argument("--out-dir", help="default: paper/generated/<experiment>")
+    p = add("fidelity", cmd_fidelity, "FOMAML's and iMAML's meta-gradients against exact MAML (analysis.fidelity)")
+    p.add_argument("--out", help="results JSON (default: results/<experiment>/analysis/fidelity.json)")
+    p = add("cost", cmd_cost, "time every algorithm x rule of analysis.cost with metalr.bench")
+    p.add_argument("--out", help="results JSON (default: results/<experiment>/analysis/cost.json)")
+    p = add("analyses", cmd_analyses, "the appendix's fidelity and step-size figures, cost table and macros")
+    p.add_argument("--out-dir")
     p = add("dvc-yaml", cmd_dvc_yaml, "write dvc.yaml: the workflow's stages for DVC")
     p.add_argument("--out", default="dvc.yaml")
     return parser

@@ -101,6 +101,13 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
     for index, name in enumerate(cfg["analysis"]["scaling"]["algorithms"]):
         if name not in ALGORITHMS:
             problems.append(f"analysis.scaling.algorithms[{index}]: unknown algorithm {name!r}; valid: {sorted(ALGORITHMS)}")
+    for key, registry in (("algorithms", ALGORITHMS), ("rules", RULES)):
+        for index, name in enumerate(cfg["analysis"]["cost"][key]):
+            if name not in registry:
+                problems.append(f"analysis.cost.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
+    fidelity_dataset = cfg["analysis"]["fidelity"]["dataset"]
+    if fidelity_dataset not in DATASETS:
+        problems.append(f"analysis.fidelity.dataset: unknown dataset {fidelity_dataset!r}; valid: {sorted(DATASETS)}")
     problems += _check_cross_domain(cfg, DATASETS)
     return list(dict.fromkeys(problems))  # a key inherited by extra blocks is reported once
 

@@ -14,6 +14,7 @@ from metalr import config as config_mod
 from metalr import paths
 from metalr.data.arrays import MANIFEST
 from metalr.data.splits import split_files
+from metalr.report.analyses import ANALYSIS_OUTPUTS
 from metalr.report.build import OUTPUTS as REPORT_FILES
 from metalr.stages import stage_sources
 
@@ -99,7 +100,24 @@ def generate(config_files: list[str]) -> dict:
                                    "compute.autocast", "experiment"]), [model_dir])
     for run, test in [(r, r.dataset) for r in runs] + cross:
         stages[evaluation_stage(run, test)] = _evaluate_stage(cfg, config_files, args, run, test, data_dirs[test])
+    analysis_dir = paths.analysis_dir(cfg)
+    fidelity = cfg["analysis"]["fidelity"]
+    stages["fidelity"] = _stage(
+        f"metalr fidelity {args} --out {analysis_dir}/fidelity.json",
+        [str(Path(cfg["data"]["root"]) / fidelity["dataset"])] + stage_sources("fidelity"),
+        _params(config_files, ["analysis.fidelity", "rules.fixed", "algorithms.imaml", "model", "experiment"]),
+        [f"{analysis_dir}/fidelity.json"])
+    stages["cost"] = _stage(
+        f"metalr cost {args} --out {analysis_dir}/cost.json", stage_sources("cost"),
+        _params(config_files, ["analysis.cost", "train.inner_steps", "compute.device", "experiment"]),
+        [f"{analysis_dir}/cost.json"])
     report_dir = str(paths.report_dir(cfg))
+    stages["analyses"] = _stage(
+        f"metalr analyses {args} --out-dir {report_dir}",
+        [f"{analysis_dir}/fidelity.json", f"{analysis_dir}/cost.json"]
+        + sorted(str(paths.model_dir(cfg, r)) for r in runs) + stage_sources("report"),
+        _params(config_files, ["rules.metaoptimize", "train.outer_lr_adaptation", "experiment"]),
+        [f"{report_dir}/{name}" for name in ANALYSIS_OUTPUTS])
     metrics_files = [str(p) for p in paths.all_metrics_files(cfg)]
     logs = [str(paths.model_dir(cfg, r)) for r in runs]
     templates = sorted(str(p.relative_to(config_mod.REPO_ROOT))

@@ -45,3 +45,7 @@ def all_metrics_files(cfg: Mapping[str, Any]) -> list[Path]:
 
 def scaling_file(cfg: Mapping[str, Any]) -> Path:
     return RESULTS / cfg["experiment"] / "analysis" / "scaling.json"
+
+
+def analysis_dir(cfg: Mapping[str, Any]) -> Path:
+    return RESULTS / cfg["experiment"] / "analysis"

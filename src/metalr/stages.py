@@ -21,6 +21,8 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "bench": ("models", "algorithms", "steprules", "bench.py"),
     "scaling": ("models", "algorithms", "steprules", "bench.py", "scaling.py"),
     "scaling_figure": ("report",),
+    "fidelity": ("data", "models", "algorithms", "steprules", "analysis"),
+    "cost": ("models", "algorithms", "steprules", "bench.py", "analysis"),
 }
 CONFIG_SCHEMA = "config/schema.yaml"
 

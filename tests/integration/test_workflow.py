@@ -30,7 +30,8 @@ def quick_plan(tmp_path_factory):
 
 
 def test_dry_run_plans_every_job_of_the_quick_grid(quick_plan):
-    expected = {"data": 1, "tasks": 2, "train": 12, "evaluate": 12, "report": 1, "all": 1}
+    expected = {"data": 1, "tasks": 2, "train": 12, "evaluate": 12, "report": 1, "fidelity": 1, "cost": 1,
+                "analyses": 1, "all": 1}
     if latex_available():
         expected["appendix_pdf"] = 1
     assert job_counts(quick_plan) == expected
@@ -264,3 +265,19 @@ def test_profiles_plan_the_whole_paper_grid_with_a_gpu_per_training_and_evaluati
         jobs = planned_blocks(out, rule)
         assert len(jobs) == PAPER_JOBS[rule] and all(job.get("gpu") == "1" for job in jobs), rule
     assert all(job.get("gpu", "0") == "0" for job in planned_blocks(out, "data") + planned_blocks(out, "tasks"))
+
+
+@pytest.mark.parametrize("configfile, experiment, trains", [("config/extended.yaml", "extended", 84),
+                                                            ("config/extended_quick.yaml", "extended_quick", 42)])
+def test_extended_grids_validate_and_plan_every_rule_with_the_maml_family(tmp_path, configfile, experiment, trains):
+    from metalr.algorithms import ALGORITHMS
+    from metalr.steprules import RULES
+
+    cfg = config_mod.load([config_mod.DEFAULT_CONFIG, REPO_ROOT / configfile])
+    assert cfg["experiment"] == experiment and set(cfg["grid"]["rules"]) == set(RULES)
+    assert set(cfg["grid"]["algorithms"]) == {a for a, alg in ALGORITHMS.items() if alg.trains_rule_meta}
+    assert len(config_mod.grid_runs(cfg)) == trains
+    repo = copy_workflow(tmp_path)
+    jobs = planned_jobs(repo, "--configfile", configfile)
+    assert jobs["train"] == jobs["evaluate"] == trains
+    assert jobs["fidelity"] == jobs["cost"] == jobs["analyses"] == 1

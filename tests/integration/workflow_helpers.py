@@ -14,7 +14,7 @@ from metalr.config import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/templates", "src", ".dvc/config",
+COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/sections", "paper/templates", "src", ".dvc/config",
           ".dvcignore", "tests/data"]
 
 

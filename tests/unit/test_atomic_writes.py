@@ -18,7 +18,7 @@ from metalr.data.episodes import make_task_list
 from metalr.data.registry import DATASETS
 from metalr.evaluate.evaluate import evaluate
 from metalr.train import checkpoint
-from metalr.train.loop import LAMBDAS_FILE, LOG_FILE, MODEL_FILE, train
+from metalr.train.loop import LAMBDAS_FILE, LOG_FILE, MODEL_FILE, output_files, train
 from tests.unit.synthetic import RUN_ID, write_blobs, write_config
 
 RUN = Run.parse(RUN_ID)
@@ -157,4 +157,4 @@ def test_a_rerun_removes_the_temporaries_a_killed_run_left(cfg, blobs_root, tmp_
     train(cfg, RUN, blobs_root / "glyphs", out, ckpt, progress=False)
     assert not any(path.exists() for path in stale) and all(path.exists() for path in others)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
-        [MODEL_FILE, LAMBDAS_FILE, LOG_FILE])
+        p.name for p in output_files(out))

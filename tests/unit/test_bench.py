@@ -37,3 +37,26 @@ def test_bench_writes_timings_ratios_and_environment(tmp_path):
         row["reference"]["iteration_s"]["median"] / row["metalr"]["iteration_s"]["median"])
     assert report["device"]["torch"] == torch.__version__
     assert len(lines) == 1 and "anil" in lines[0]
+
+
+def test_cases_without_a_reference_are_timed_for_metalr_alone(tmp_path):
+    case = bench.Case("cifar_fs", 1, "reptile", "hypergradient", queries=2, task_batch=2, inner_steps=2, filters=3)
+    assert not bench.has_reference(case)
+    row = bench.run([case], "cpu", 1, 0, 1, tmp_path / "bench.json", progress=lambda line: None)["results"][0]
+    assert "reference" not in row and row["metalr"]["iteration_s"]["repeats"] == 1
+
+
+def test_learned_rule_tensors_enter_the_timed_meta_objective():
+    case = bench.Case("cifar_fs", 1, "maml", "lslr", queries=2, task_batch=1, inner_steps=2, filters=3)
+    params = bench.make_params(case, torch.float64, "cpu")
+    task = bench.make_tasks(case, 1, torch.float64, "cpu")[0]
+    loss = bench.metalr_query_loss(case, params, task, case.inner_steps, True)
+    leaves, stack = set(), [loss.grad_fn]
+    while stack:  # the autograd graph's leaves: the model's parameters and LSLR's rates
+        node = stack.pop()
+        if node is None:
+            continue
+        if hasattr(node, "variable"):
+            leaves.add(tuple(node.variable.shape))
+        stack += [n for n, _ in node.next_functions]
+    assert (case.inner_steps,) in leaves  # an LSLR rate vector (one rate per inner step)

@@ -10,6 +10,7 @@ from metalr import devices as metalr_devices
 from metalr import stages as metalr_stages
 from metalr.data.arrays import SPLITS, images_file, labels_file
 from metalr.data.splits import split_files
+from metalr.report.analyses import ANALYSIS_OUTPUTS
 from metalr.report.build import OUTPUTS
 
 try:
@@ -84,6 +85,7 @@ MODEL_DIR = f"{RESULTS}/models/{RUN_PATTERN}"
 METRICS = f"{RESULTS}/metrics/{RUN_PATTERN}.json"
 TASKS = f"{RESULTS}/tasks/{{dataset}}/{{ways}}w{{shots}}s.json"
 REPORT_FILES = list(OUTPUTS)
+ANALYSIS_FILES = list(ANALYSIS_OUTPUTS)
 
 
 CROSS_METRICS = f"{RESULTS}/cross_domain/{{test}}/{RUN_PATTERN}.json"
@@ -99,7 +101,7 @@ def model_files(name):
 
 
 def final_targets():
-    targets = [f"{GENERATED}/{name}" for name in REPORT_FILES]
+    targets = [f"{GENERATED}/{name}" for name in REPORT_FILES + ANALYSIS_FILES]
     if WANT_PDF:
         targets.append(f"{GENERATED}/appendix.pdf")
     return targets

@@ -7,6 +7,7 @@ rule train:
         model=f"{MODEL_DIR}/model.pt",
         log=f"{MODEL_DIR}/train_log.json",
         lambdas=f"{MODEL_DIR}/lambdas.npy",
+        rates=f"{MODEL_DIR}/rates.json",
     params:
         settings=lambda w: metalr_config.digest(metalr_config.train_slice(config, run_of(w))),
         config_args=CONFIG_ARGS,

@@ -50,8 +50,8 @@ class ALFA:
         meta[f"{NET}{NET_LAYERS - 1}.bias"] = torch.ones(width, **like)
         return meta
 
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
+    def coefficients(self, meta: Params, params: Params, grads: Params, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α_{k,l}, β_{k,l}) for the layers l in ``grads``' order."""
         keys = list(grads)
         x = torch.cat([torch.stack([grads[k].mean() for k in keys]), torch.stack([params[k].mean() for k in keys])])
         for i in range(NET_LAYERS):
@@ -59,8 +59,16 @@ class ALFA:
             x = F.relu(x) if i < NET_LAYERS - 1 else x
         multiplier_alpha, multiplier_beta = x[: len(keys)], x[len(keys):]
         row = min(step, meta[ALPHA].shape[0] - 1)
-        alpha = meta[ALPHA][row] * multiplier_alpha
-        beta = meta[BETA][row] * multiplier_beta
-        rates = {k: alpha[i] for i, k in enumerate(keys)}
-        new = {k: beta[i] * params[k] - rates[k] * grads[k] for i, k in enumerate(keys)}
+        return meta[ALPHA][row] * multiplier_alpha, meta[BETA][row] * multiplier_beta
+
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        alpha, _ = self.coefficients(meta, params, grads, step)
+        return {k: alpha[i] for i, k in enumerate(grads)}
+
+    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+             state: Params) -> tuple[Params, torch.Tensor, Params]:
+        alpha, beta = self.coefficients(meta, params, grads, step)
+        rates = {k: alpha[i] for i, k in enumerate(grads)}
+        new = {k: beta[i] * params[k] - rates[k] * grads[k] for i, k in enumerate(grads)}
         return new, weighted_mean_rate(rates, params), state

@@ -44,9 +44,19 @@ class StepRule(Protocol):
              state: Params) -> tuple[Params, torch.Tensor, Params]:
         """Return (updated params, the step size used as a scalar tensor for the λ log, new state)."""
 
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        """The step size ``step`` gives each adapted tensor (broadcastable to it), from the same inputs:
+        what the step-size trajectories (``metalr.train.rates``) record."""
+
 
 def sgd(params: Params, grads: Params, rate: torch.Tensor | float) -> Params:
     return {key: params[key] - rate * grads[key] for key in grads}
+
+
+def same_rate(grads: Params, rate: torch.Tensor) -> Params:
+    """``layer_rates`` of a rule with one rate for every tensor."""
+    return dict.fromkeys(grads, rate)
 
 
 def weighted_mean_rate(rates: Params, params: Params) -> torch.Tensor:

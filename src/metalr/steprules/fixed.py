@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import torch
 
-from metalr.steprules.base import Params, SupportState, sgd
+from metalr.steprules.base import Params, SupportState, same_rate, sgd
 
 
 class FixedRate:
@@ -18,7 +18,14 @@ class FixedRate:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {}
 
+    def rate(self, support: SupportState) -> torch.Tensor:
+        return torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)
+
     def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
              state: Params) -> tuple[Params, torch.Tensor, Params]:
-        rate = torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)
+        rate = self.rate(support)
         return sgd(params, grads, rate), rate, state
+
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        return same_rate(grads, self.rate(support))

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from metalr.steprules.base import Params, SupportState, sgd
+from metalr.steprules.base import Params, SupportState, same_rate, sgd
 
 RATE = "rate"
 GRAD = "grad."
@@ -34,11 +34,17 @@ class Hypergradient:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {}
 
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
+    def rate(self, grads: Params, support: SupportState, state: Params) -> torch.Tensor:
         if state:
             alignment = sum((grads[k] * state[GRAD + k]).sum() for k in grads)
-            rate = state[RATE] + self.beta * alignment
-        else:  # first step of the task
-            rate = torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)
+            return state[RATE] + self.beta * alignment
+        return torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)  # first step of the task
+
+    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+             state: Params) -> tuple[Params, torch.Tensor, Params]:
+        rate = self.rate(grads, support, state)
         return sgd(params, grads, rate), rate, {RATE: rate, **{GRAD + k: g for k, g in grads.items()}}
+
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        return same_rate(grads, self.rate(grads, support, state))

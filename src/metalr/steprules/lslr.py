@@ -30,8 +30,12 @@ class LSLR:
         return {PREFIX + k: torch.full((inner_steps,), self.lr, dtype=v.dtype, device=v.device)
                 for k, v in params.items()}
 
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        return {k: meta[PREFIX + k][min(step, meta[PREFIX + k].shape[0] - 1)] for k in grads}
+
     def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
              state: Params) -> tuple[Params, torch.Tensor, Params]:
-        rates = {k: meta[PREFIX + k][min(step, meta[PREFIX + k].shape[0] - 1)] for k in grads}
+        rates = self.layer_rates(meta, params, grads, step, support, state)
         new = {k: params[k] - rates[k] * grads[k] for k in grads}
         return new, weighted_mean_rate(rates, params), state

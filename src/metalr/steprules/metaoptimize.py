@@ -55,18 +55,28 @@ class MetaOptimize:
     def block(self, key: str) -> str:
         return key if self.blockwise else ALL
 
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
+    def log_ratios(self, grads: Params, support: SupportState, state: Params) -> Params:
+        """δ_b after this step's meta update."""
         if state:
             correlation: Params = {}
             for k in grads:
                 b = self.block(k)
                 correlation[b] = correlation.get(b, 0) + (grads[k] * state[TRACE + k]).sum()
-            log_ratio = {b: state[LOG_RATIO + b] - self.meta_lr * c for b, c in correlation.items()}
-        else:  # first step of the task: δ = 0, empty trace
-            zero = torch.zeros((), dtype=support.loss.dtype, device=support.loss.device)
-            log_ratio = {self.block(k): zero for k in grads}
-        rates = {k: self.lr * torch.exp(log_ratio[self.block(k)]) for k in grads}
+            return {b: state[LOG_RATIO + b] - self.meta_lr * c for b, c in correlation.items()}
+        zero = torch.zeros((), dtype=support.loss.dtype, device=support.loss.device)  # first step: δ = 0, empty trace
+        return {self.block(k): zero for k in grads}
+
+    def rates(self, grads: Params, log_ratio: Params) -> Params:
+        return {k: self.lr * torch.exp(log_ratio[self.block(k)]) for k in grads}
+
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        return self.rates(grads, self.log_ratios(grads, support, state))
+
+    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+             state: Params) -> tuple[Params, torch.Tensor, Params]:
+        log_ratio = self.log_ratios(grads, support, state)
+        rates = self.rates(grads, log_ratio)
         updates = {k: -rates[k] * grads[k] for k in grads}
         new = {k: params[k] + updates[k] for k in grads}
         trace = {k: self.trace_decay * state[TRACE + k] + updates[k] if state else updates[k] for k in grads}

@@ -27,8 +27,12 @@ class MetaSGD:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {PREFIX + k: torch.full_like(v.detach(), self.lr) for k, v in params.items()}
 
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        return {k: meta[PREFIX + k] for k in grads}
+
     def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
              state: Params) -> tuple[Params, torch.Tensor, Params]:
-        rates = {k: meta[PREFIX + k] for k in grads}
+        rates = self.layer_rates(meta, params, grads, step, support, state)
         new = {k: params[k] - rates[k] * grads[k] for k in grads}
         return new, weighted_mean_rate(rates, params), state

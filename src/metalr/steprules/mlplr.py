@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from metalr.steprules.base import Params, SupportState, sgd
+from metalr.steprules.base import Params, SupportState, same_rate, sgd
 
 
 def kl_label_prediction(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -53,10 +53,17 @@ class MLPLR:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {}
 
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
+    def rate(self, support: SupportState) -> torch.Tensor:
         divergence = kl_label_prediction(support.logits, support.labels)
         if not self.grad_through_lr:
             divergence = divergence.detach()
-        rate = personalised_rate(divergence, self.lr_max, self.lr_min)
+        return personalised_rate(divergence, self.lr_max, self.lr_min)
+
+    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+             state: Params) -> tuple[Params, torch.Tensor, Params]:
+        rate = self.rate(support)
         return sgd(params, grads, rate), rate, state
+
+    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+                    state: Params) -> Params:
+        return same_rate(grads, self.rate(support))

@@ -20,6 +20,8 @@ from metalr.data.episodes import episode_tensors, sample_episode
 from metalr.models import conv4
 from metalr.steprules import make_rule
 from metalr.train import checkpoint
+from metalr.train.outer_step import make_outer_step
+from metalr.train.rates import RATES_FILE, RateLog
 from metalr.train.schedule import outer_lr
 
 MODEL_FILE = "model.pt"
@@ -32,7 +34,7 @@ class DivergenceError(RuntimeError):
 
 
 def output_files(out_dir: Path) -> list[Path]:
-    return [out_dir / MODEL_FILE, out_dir / LOG_FILE, out_dir / LAMBDAS_FILE]
+    return [out_dir / MODEL_FILE, out_dir / LOG_FILE, out_dir / LAMBDAS_FILE, out_dir / RATES_FILE]
 
 
 def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -63,7 +65,9 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     trainable = {**{f"model.{k}": v for k, v in params.items()}, **{f"rule.{k}": v for k, v in meta.items()}}
     for tensor in trainable.values():
         tensor.requires_grad_(True)
-    optimizer = torch.optim.Adam(trainable.values(), lr=tcfg["outer_lr"])
+    outer_step = make_outer_step(tcfg, trainable)
+    optimizer = torch.optim.Adam(outer_step.param_groups(), lr=tcfg["outer_lr"])
+    rate_log = RateLog()
     # The task sampler is the loop's only source of randomness (init draws from its own generator,
     # nothing draws from torch's global RNG), so its state is the RNG state a checkpoint must hold.
     rng = seeding.numpy_rng(run.seed, seeding.STREAM_TRAIN_TASKS)
@@ -72,6 +76,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     lambdas = np.zeros((iterations, batch, steps), dtype=np.float32)
     losses = np.zeros(iterations, dtype=np.float64)
     accuracies = np.zeros(iterations, dtype=np.float64)
+    outer_lrs = np.zeros((iterations, len(outer_step.blocks)), dtype=np.float64)
     start = 0
     resumed = checkpoint.load(checkpoint_path, run_config, device)
     if resumed is not None:
@@ -81,8 +86,10 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         optimizer.load_state_dict(resumed["optimizer"])
         rng.bit_generator.state = resumed["rng"]
         start = resumed["iteration"]
-        lambdas[:start], losses[:start], accuracies[:start] = (
-            resumed["lambdas"], resumed["losses"], resumed["accuracies"])
+        lambdas[:start], losses[:start], accuracies[:start], outer_lrs[:start] = (
+            resumed["lambdas"], resumed["losses"], resumed["accuracies"], resumed["outer_lrs"])
+        outer_step.load_state_dict(resumed["outer_step"])
+        rate_log.load_state_dict(resumed["rate_log"])
         print(f"{run.run_id}: resuming from {checkpoint_path} at iteration {start} of {iterations}",
               file=sys.stderr)
 
@@ -99,11 +106,14 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
             last = f"{finite[-1]:.6g}" if finite.size else "none"
             raise DivergenceError(f"run {run.run_id} diverged at iteration {it + 1}: loss {batch_loss}; "
                                   f"last finite loss {last}. No results were written.")
-        for group in optimizer.param_groups:
-            group["lr"] = outer_lr(tcfg, it)
+        outer_step.before_step(optimizer, outer_lr(tcfg, it))
         optimizer.step()
+        outer_step.after_step()
+        outer_lrs[it] = outer_step.step_sizes(optimizer)
         losses[it] = batch_loss
         if (it + 1) % tcfg["log_every"] == 0:
+            rate_log.record(it + 1, algorithm, params, meta, rule,
+                            [episode_tensors(split, e, device=device) for e in episodes], steps)
             window = slice(it + 1 - tcfg["log_every"], it + 1)
             bar.set_postfix(loss=f"{losses[window].mean():.3f}", acc=f"{accuracies[window].mean():.3f}")
         if (it + 1) % tcfg["checkpoint_every"] == 0 and it + 1 < iterations:
@@ -111,10 +121,15 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
                 "config": run_config, "iteration": it + 1, "optimizer": optimizer.state_dict(),
                 "trainable": {k: v.detach().clone() for k, v in trainable.items()}, "rng": rng.bit_generator.state,
                 "lambdas": lambdas[: it + 1], "losses": losses[: it + 1], "accuracies": accuracies[: it + 1],
+                "outer_lrs": outer_lrs[: it + 1], "outer_step": outer_step.state_dict(),
+                "rate_log": rate_log.state_dict(),
             })
     bar.close()
 
     log = training_log(run.as_dict(cfg["experiment"]), losses, accuracies, tcfg)
+    if outer_step.blocks:
+        log["outer_step_size"] = {"blocks": outer_step.blocks,
+                                  "values": outer_lrs[[i - 1 for i in log["iterations"]]].tolist()}
     model = {
         "run": run.as_dict(cfg["experiment"]),
         "config": run_config,
@@ -129,6 +144,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         with open(tmp, "wb") as fh:
             np.save(fh, lambdas, allow_pickle=False)
     io.write_json(out_dir / LOG_FILE, log)
+    rate_log.write(out_dir / RATES_FILE, run.as_dict(cfg["experiment"]), steps)
     checkpoint.write_torch(out_dir / MODEL_FILE, model)
     checkpoint_path.unlink(missing_ok=True)
     return log

@@ -1,0 +1,1 @@
+"""Analyses for the appendix: gradient fidelity and the cost benchmark."""

@@ -1,0 +1,88 @@
+"""The analyses' report piece: cost table, step-size figure (or placeholder), macros, experiment checks."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from metalr import config as config_mod
+from metalr import io
+from metalr.analysis import cost, fidelity
+from metalr.report.analyses import ANALYSIS_OUTPUTS, build_analyses, render_cost
+from tests.unit.helpers import tiny_params, tiny_task
+
+
+def timing(median: float) -> dict:
+    return {"iteration_s": {"median": median, "min": median / 2, "max": median * 2, "repeats": 2},
+            "tasks_per_s": 4 / median, "peak_memory_mib": 512.4, "peak_memory_kind": "cpu_max_rss",
+            "eval": {"seconds_per_600": 1.0}}
+
+
+BENCH = {"device": {"device": "cpu"}, "settings": {"repeats": 2, "warmup": 1, "eval_tasks": 2}, "results": [
+    {"case": {"shape": "cifar_fs", "shots": 1, "algorithm": "maml", "rule": "fixed", "ways": 5, "queries": 5,
+              "task_batch": 4, "inner_steps": 5, "filters": 16},
+     "metalr": timing(0.25), "reference": timing(0.5), "speedup_metalr_vs_reference": 2.0},
+    {"case": {"shape": "cifar_fs", "shots": 1, "algorithm": "reptile", "rule": "hypergradient", "ways": 5,
+              "queries": 5, "task_batch": 4, "inner_steps": 5, "filters": 16}, "metalr": timing(0.125)}]}
+
+
+def rate_log(rule: str, experiment: str = "unit") -> dict:
+    return {"run": {"experiment": experiment, "dataset": "glyphs", "ways": 5, "shots": 1, "algorithm": "maml",
+                    "rule": rule, "seed": 1, "run_id": f"glyphs/5w1s/maml/{rule}/seed1"},
+            "inner_steps": 2, "iterations": [10, 20], "keys": ["conv0.weight", "head.weight"],
+            "rates": [[[0.4, 0.4], [0.4, 0.4]], [[0.41, 0.39], [0.5, 0.3]]]}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("analyses")
+    cfg = config_mod.load([config_mod.DEFAULT_CONFIG])
+    cfg["experiment"] = "unit"
+    cfg["analysis"]["fidelity"].update(inner_steps=[1, 2], cg_steps=[1, 3])
+    result = fidelity.measure(tiny_params(), [tiny_task()], 0.3, 1.0, [1, 2], [1, 3])
+    io.write_json(folder / "fidelity.json", {"experiment": "unit", "settings": fidelity.fidelity_settings(cfg),
+                                             **result})
+    io.write_json(folder / "cost.json", BENCH)
+    return cfg, folder
+
+
+def test_every_output_is_written_with_numbers_from_the_inputs(inputs, tmp_path):
+    cfg, folder = inputs
+    rates = []
+    for rule in ("fixed", "lslr"):
+        io.write_json(folder / f"{rule}.json", rate_log(rule))
+        rates.append(folder / f"{rule}.json")
+    written = build_analyses(cfg, folder / "fidelity.json", folder / "cost.json", rates, tmp_path)
+    assert sorted(p.name for p in written) == sorted(ANALYSIS_OUTPUTS)
+    for name in ("fidelity.pdf", "stepsizes.pdf"):
+        assert (tmp_path / name).read_bytes()[:4] == b"%PDF"
+    macros = (tmp_path / "analyses_macros.tex").read_text()
+    names = re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", macros)
+    assert len(names) == len(set(names)) > 20
+    assert r"\newcommand{\CostCases}{2}" in macros and r"\newcommand{\StepsizeRuns}{1}" in macros
+    assert r"\newcommand{\FidelityStepsMax}{2}" in macros and r"\newcommand{\OuterAdaptation}{none}" in macros
+
+
+def test_cost_table_rows_and_missing_reference():
+    table = render_cost(BENCH, "unit")
+    assert re.search(r"MAML & fixed & 0\.25 \[0\.125--0\.5\] & 16 & 512 & 2 \\\\", table)
+    assert re.search(r"Reptile & [^&]+ & 0\.125 \[[^]]+\] & 32 & 512 & -- \\\\", table)
+    assert "no cases" in render_cost({**BENCH, "results": []}, "unit")
+
+
+def test_placeholder_without_adaptive_runs_and_foreign_experiment_refused(inputs, tmp_path):
+    cfg, folder = inputs
+    io.write_json(folder / "only_fixed.json", rate_log("fixed"))
+    build_analyses(cfg, folder / "fidelity.json", folder / "cost.json", [folder / "only_fixed.json"], tmp_path)
+    assert (tmp_path / "stepsizes.pdf").read_bytes()[:4] == b"%PDF"
+    assert r"\newcommand{\StepsizeRuns}{0}" in (tmp_path / "analyses_macros.tex").read_text()
+    io.write_json(folder / "other.json", rate_log("lslr", experiment="other"))
+    with pytest.raises(ValueError, match="experiment 'other'"):
+        build_analyses(cfg, folder / "fidelity.json", folder / "cost.json", [folder / "other.json"], tmp_path / "x")
+
+
+def test_cost_cases_skip_pairs_the_validator_refuses():
+    cfg = config_mod.load([config_mod.DEFAULT_CONFIG])
+    pairs = {(c.algorithm, c.rule) for c in cost.cases(cfg)}
+    assert len(pairs) == 5 * 7 - 2 * 3 and ("reptile", "meta-sgd") not in pairs and ("reptile", "mlplr") in pairs
+    assert {c.shots for c in cost.cases(cfg)} == set(cfg["analysis"]["cost"]["shots"])
