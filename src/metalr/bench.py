@@ -16,6 +16,7 @@ import resource
 import statistics
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -198,17 +199,23 @@ def time_case(case: Case, implementation: str, device: str, repeats: int, warmup
 
 
 def _worker(queue, func, args) -> None:
-    queue.put(func(*args))
+    try:
+        queue.put(("ok", func(*args)))
+    except BaseException:  # reported to the parent, which would otherwise wait forever
+        queue.put(("error", traceback.format_exc()))
 
 
 def in_subprocess(func: Callable[..., dict[str, Any]], *args) -> dict[str, Any]:
-    """``func(*args)`` in a fresh process (its peak memory is its own); ``func`` must be importable."""
+    """``func(*args)`` in a fresh process (its peak memory is its own); ``func`` must be importable.
+    An exception in the child is raised here with the child's traceback."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_worker, args=(queue, func, args))
     process.start()
-    result = queue.get()
+    status, result = queue.get()
     process.join()
+    if status != "ok":
+        raise RuntimeError(f"{func.__name__}{args} failed in its subprocess:\n{result}")
     return result
 
 
@@ -217,8 +224,8 @@ def run(cases: list[Case], device: str, repeats: int, warmup: int, eval_tasks: i
     rows = []
     for case in cases:
         if not has_reference(case):
-            rows.append({"case": asdict(case), "metalr": in_subprocess(case, "metalr", device, repeats, warmup,
-                                                                       eval_tasks)})
+            rows.append({"case": asdict(case), "metalr": in_subprocess(time_case, case, "metalr", device, repeats,
+                                                                       warmup, eval_tasks)})
             progress(format_metalr_row(rows[-1]))
             continue
         error = check_gradients(case)

@@ -15,6 +15,7 @@ from metalr import paths
 from metalr.data.arrays import MANIFEST
 from metalr.data.splits import split_files
 from metalr.report.analyses import ANALYSIS_OUTPUTS
+from metalr.report.scaling import SCALING_OUTPUTS
 from metalr.report.build import OUTPUTS as REPORT_FILES
 from metalr.stages import stage_sources
 
@@ -111,7 +112,14 @@ def generate(config_files: list[str]) -> dict:
         f"metalr cost {args} --out {analysis_dir}/cost.json", stage_sources("cost"),
         _params(config_files, ["analysis.cost", "train.inner_steps", "compute.device", "experiment"]),
         [f"{analysis_dir}/cost.json"])
+    scaling = str(paths.scaling_file(cfg))
+    stages["scaling"] = _stage(
+        f"metalr scaling {args} --out {scaling}", stage_sources("scaling"),
+        _params(config_files, ["analysis.scaling", "compute", "experiment"]), [scaling])
     report_dir = str(paths.report_dir(cfg))
+    stages["scaling_figure"] = _stage(
+        f"metalr scaling-figure {args} --scaling-json {scaling} --out-dir {report_dir}",
+        [scaling] + stage_sources("scaling_figure"), [], [f"{report_dir}/{name}" for name in SCALING_OUTPUTS])
     stages["analyses"] = _stage(
         f"metalr analyses {args} --out-dir {report_dir}",
         [f"{analysis_dir}/fidelity.json", f"{analysis_dir}/cost.json"]
@@ -130,9 +138,12 @@ def generate(config_files: list[str]) -> dict:
         [f"{report_dir}/{name}" for name in REPORT_FILES if name != "summary.csv"],
         plots=[{f"{report_dir}/summary.csv": {"cache": True, "x": "shots", "y": "accuracy_mean"}}])
     pdf = f"{report_dir}/appendix.pdf"
+    sections = sorted(str(p.relative_to(config_mod.REPO_ROOT))
+                      for p in (config_mod.REPO_ROOT / "paper" / "sections").glob("*.tex"))
     stages["appendix_pdf"] = _stage(
         f"metalr pdf {args} --appendix paper/appendix.tex --gendir {report_dir} --out {pdf}",
-        ["paper/appendix.tex"] + [f"{report_dir}/{n}" for n in REPORT_FILES] + stage_sources("pdf"),
+        ["paper/appendix.tex"] + sections
+        + [f"{report_dir}/{n}" for n in REPORT_FILES + ANALYSIS_OUTPUTS + SCALING_OUTPUTS] + stage_sources("pdf"),
         [], [pdf])
     return {"stages": stages}
 

@@ -267,16 +267,20 @@ def test_profiles_plan_the_whole_paper_grid_with_a_gpu_per_training_and_evaluati
     assert all(job.get("gpu", "0") == "0" for job in planned_blocks(out, "data") + planned_blocks(out, "tasks"))
 
 
-@pytest.mark.parametrize("configfile, experiment, trains", [("config/extended.yaml", "extended", 84),
-                                                            ("config/extended_quick.yaml", "extended_quick", 42)])
-def test_extended_grids_validate_and_plan_every_rule_with_the_maml_family(tmp_path, configfile, experiment, trains):
+@pytest.mark.parametrize("configfile, experiment, trains", [("config/extended.yaml", "extended", 84 + 32),
+                                                            ("config/extended_quick.yaml", "extended_quick", 42 + 16)])
+def test_extended_grids_validate_and_plan_every_valid_algorithm_and_rule(tmp_path, configfile, experiment, trains):
     from metalr.algorithms import ALGORITHMS
     from metalr.steprules import RULES
 
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, REPO_ROOT / configfile])
-    assert cfg["experiment"] == experiment and set(cfg["grid"]["rules"]) == set(RULES)
-    assert set(cfg["grid"]["algorithms"]) == {a for a, alg in ALGORITHMS.items() if alg.trains_rule_meta}
-    assert len(config_mod.grid_runs(cfg)) == trains
+    runs = config_mod.grid_runs(cfg)
+    assert cfg["experiment"] == experiment and {r.rule for r in runs} == set(RULES)
+    assert {r.algorithm for r in runs} == set(ALGORITHMS)
+    valid = {(a, r) for a, alg in ALGORITHMS.items() for r, rule in RULES.items()
+             if alg.trains_rule_meta or not rule.learned}
+    assert {(r.algorithm, r.rule) for r in runs} == valid  # every pair validation accepts, no other
+    assert len(runs) == trains
     repo = copy_workflow(tmp_path)
     jobs = planned_jobs(repo, "--configfile", configfile)
     assert jobs["train"] == jobs["evaluate"] == trains

@@ -7,23 +7,9 @@ import pytest
 
 from metalr import config as config_mod
 from metalr import io
-from metalr.analysis import cost, fidelity
+from metalr.analysis import cost
 from metalr.report.analyses import ANALYSIS_OUTPUTS, build_analyses, render_cost
-from tests.unit.helpers import tiny_params, tiny_task
-
-
-def timing(median: float) -> dict:
-    return {"iteration_s": {"median": median, "min": median / 2, "max": median * 2, "repeats": 2},
-            "tasks_per_s": 4 / median, "peak_memory_mib": 512.4, "peak_memory_kind": "cpu_max_rss",
-            "eval": {"seconds_per_600": 1.0}}
-
-
-BENCH = {"device": {"device": "cpu"}, "settings": {"repeats": 2, "warmup": 1, "eval_tasks": 2}, "results": [
-    {"case": {"shape": "cifar_fs", "shots": 1, "algorithm": "maml", "rule": "fixed", "ways": 5, "queries": 5,
-              "task_batch": 4, "inner_steps": 5, "filters": 16},
-     "metalr": timing(0.25), "reference": timing(0.5), "speedup_metalr_vs_reference": 2.0},
-    {"case": {"shape": "cifar_fs", "shots": 1, "algorithm": "reptile", "rule": "hypergradient", "ways": 5,
-              "queries": 5, "task_batch": 4, "inner_steps": 5, "filters": 16}, "metalr": timing(0.125)}]}
+from tests.unit.appendix_inputs import BENCH, analysis_config, write_analysis_inputs
 
 
 def rate_log(rule: str, experiment: str = "unit") -> dict:
@@ -36,13 +22,8 @@ def rate_log(rule: str, experiment: str = "unit") -> dict:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("analyses")
-    cfg = config_mod.load([config_mod.DEFAULT_CONFIG])
-    cfg["experiment"] = "unit"
-    cfg["analysis"]["fidelity"].update(inner_steps=[1, 2], cg_steps=[1, 3])
-    result = fidelity.measure(tiny_params(), [tiny_task()], 0.3, 1.0, [1, 2], [1, 3])
-    io.write_json(folder / "fidelity.json", {"experiment": "unit", "settings": fidelity.fidelity_settings(cfg),
-                                             **result})
-    io.write_json(folder / "cost.json", BENCH)
+    cfg = analysis_config()
+    write_analysis_inputs(folder, cfg)
     return cfg, folder
 
 

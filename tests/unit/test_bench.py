@@ -60,3 +60,12 @@ def test_learned_rule_tensors_enter_the_timed_meta_objective():
             leaves.add(tuple(node.variable.shape))
         stack += [n for n, _ in node.next_functions]
     assert (case.inner_steps,) in leaves  # an LSLR rate vector (one rate per inner step)
+
+
+def _fails(message: str) -> dict:
+    raise ValueError(message)
+
+
+def test_a_failing_subprocess_raises_with_its_traceback_instead_of_hanging():
+    with pytest.raises(RuntimeError, match="(?s)_fails.*ValueError: boom"):
+        bench.in_subprocess(_fails, "boom")

@@ -20,6 +20,7 @@ from metalr.io import write_json
 from metalr.report import aggregate, figures, latex, pdf, tables
 from metalr.report.build import OUTPUTS, build_report
 from metalr.report.macros import macros_model, task_list_digest
+from tests.unit.appendix_inputs import generated_with_analyses
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = "quick_test"
@@ -351,14 +352,16 @@ def test_compile_appendix(built, tmp_path):
     if not pdf.latex_available():
         pytest.skip("latexmk/pdflatex not installed: the appendix PDF cannot be compiled here")
     *_, out, _ = built
+    out = generated_with_analyses(out, tmp_path, "quick")
     paper = tmp_path / "paper dir"  # a space in the path must not matter
     paper.mkdir()
     appendix = paper / "appendix.tex"
     shutil.copyfile(REPO / "paper" / "appendix.tex", appendix)
+    shutil.copytree(REPO / "paper" / "sections", paper / "sections")
     target = tmp_path / "out" / "appendix.pdf"
     assert pdf.compile_appendix(appendix, out, target) == target
     assert target.read_bytes().startswith(b"%PDF")
-    assert sorted(p.name for p in paper.iterdir()) == ["appendix.tex"]  # no aux files beside it
+    assert sorted(p.name for p in paper.iterdir()) == ["appendix.tex", "sections"]  # no aux files beside it
     assert sorted(p.name for p in target.parent.iterdir()) == ["appendix.pdf"]
     aux = {".aux", ".log", ".fls", ".fdb_latexmk", ".out", ".toc"}
     assert not [p for p in (REPO / "paper").iterdir() if p.suffix in aux]

@@ -38,3 +38,11 @@ def test_memory_grows_with_inner_steps_for_maml_but_not_for_imaml(tmp_path):
     macros = (tmp_path / "generated" / "scaling-macros.tex").read_text()
     assert "\\newcommand{\\ScalingMamlMemoryRatio}" in macros and "\\newcommand{\\ScalingStepsHigh}{4}" in macros
     assert written[0].read_bytes().startswith(b"%PDF")
+
+
+def test_macros_of_algorithms_left_out_of_the_study_read_not_available():
+    report = {"device": {"device": "cpu"}, "summary": {"maml": {
+        "inner_steps_low": 1, "inner_steps_high": 4, "time_ratio": 3.0, "memory_ratio": 2.5}}}
+    macros = scaling_report.scaling_macros(report)
+    assert "\\newcommand{\\ScalingMamlTimeRatio}{3.0}" in macros
+    assert "\\newcommand{\\ScalingAnilMemoryRatio}{n/a}" in macros

@@ -35,6 +35,7 @@ rule cost:
         settings=metalr_config.digest([config["analysis"]["cost"], config["train"]["inner_steps"],
                                        config["compute"]["device"]]),
         config_args=CONFIG_ARGS,
+    threads: TIMING_THREADS
     conda:
         CONDA_ENV
     log:

@@ -4,6 +4,7 @@ rule bench:
         code=sources("bench"),
     output:
         "results/bench/{name}.json",
+    threads: TIMING_THREADS
     conda:
         CONDA_ENV
     log:
@@ -23,8 +24,9 @@ rule scaling:
     output:
         f"{RESULTS}/analysis/scaling.json",
     params:
+        settings=metalr_config.digest([config["analysis"]["scaling"], config["compute"]]),
         config_args=CONFIG_ARGS,
-    threads: config["train"]["threads"]
+    threads: TIMING_THREADS
     conda:
         CONDA_ENV
     log:

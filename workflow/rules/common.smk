@@ -11,6 +11,7 @@ from metalr import stages as metalr_stages
 from metalr.data.arrays import SPLITS, images_file, labels_file
 from metalr.data.splits import split_files
 from metalr.report.analyses import ANALYSIS_OUTPUTS
+from metalr.report.scaling import SCALING_OUTPUTS
 from metalr.report.build import OUTPUTS
 
 try:
@@ -86,6 +87,9 @@ METRICS = f"{RESULTS}/metrics/{RUN_PATTERN}.json"
 TASKS = f"{RESULTS}/tasks/{{dataset}}/{{ways}}w{{shots}}s.json"
 REPORT_FILES = list(OUTPUTS)
 ANALYSIS_FILES = list(ANALYSIS_OUTPUTS)
+SCALING_FILES = list(SCALING_OUTPUTS)
+# Jobs that time code reserve every core, so no other job runs beside them and skews their figures.
+TIMING_THREADS = workflow.cores
 
 
 CROSS_METRICS = f"{RESULTS}/cross_domain/{{test}}/{RUN_PATTERN}.json"
@@ -101,7 +105,7 @@ def model_files(name):
 
 
 def final_targets():
-    targets = [f"{GENERATED}/{name}" for name in REPORT_FILES + ANALYSIS_FILES]
+    targets = [f"{GENERATED}/{name}" for name in REPORT_FILES + ANALYSIS_FILES + SCALING_FILES]
     if WANT_PDF:
         targets.append(f"{GENERATED}/appendix.pdf")
     return targets

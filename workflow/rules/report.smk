@@ -45,7 +45,7 @@ rule appendix_pdf:
     input:
         appendix="paper/appendix.tex",
         generated=[f"{GENERATED}/{name}" for name in REPORT_FILES],
-        analyses=[f"{GENERATED}/{name}" for name in ANALYSIS_FILES],
+        analyses=[f"{GENERATED}/{name}" for name in ANALYSIS_FILES + SCALING_FILES],
         sections=sorted(map(str, Path("paper/sections").glob("*.tex"))),
         code=sources("pdf"),
     output:

@@ -49,16 +49,21 @@ def scaling_macros(report: dict[str, Any]) -> str:
     for name, value in (("ScalingStepsLow", first["inner_steps_low"]), ("ScalingStepsHigh", first["inner_steps_high"]),
                         ("ScalingDevice", latex_escape(report["device"]["device"]))):
         lines.append(f"\\newcommand{{\\{name}}}{{{value}}}")
-    for algorithm, values in summary.items():
+    # paper/sections/scaling.tex names these four; one left out of analysis.scaling.algorithms reads "n/a"
+    for algorithm in sorted(set(summary) | {"maml", "fomaml", "anil", "imaml"}):
         for quantity in ("time", "memory"):
             name = macro_name("Scaling", algorithm, quantity, "Ratio")
-            lines.append(f"\\newcommand{{\\{name}}}{{{values[quantity + '_ratio']:.1f}}}")
+            value = f"{summary[algorithm][quantity + '_ratio']:.1f}" if algorithm in summary else "n/a"
+            lines.append(f"\\newcommand{{\\{name}}}{{{value}}}")
     return "\n".join(lines) + "\n"
+
+
+SCALING_OUTPUTS = ("scaling.pdf", "scaling-macros.tex")
 
 
 def write(scaling_json: Path, out_dir: Path) -> list[Path]:
     report = read_json(scaling_json)
     out_dir = Path(out_dir)
-    macros = out_dir / "scaling-macros.tex"
+    figure, macros = (out_dir / name for name in SCALING_OUTPUTS)
     write_text(macros, scaling_macros(report))
-    return [scaling_figure(report, out_dir / "scaling.pdf"), macros]
+    return [scaling_figure(report, figure), macros]
