@@ -14,7 +14,7 @@ from metalr import config as config_mod
 from metalr import paths
 from metalr.data.arrays import MANIFEST
 from metalr.data.splits import split_files
-from metalr.report.analyses import ANALYSIS_OUTPUTS
+from metalr.report.analyses import ANALYSIS_OUTPUTS, ANALYSIS_TEMPLATES
 from metalr.report.scaling import SCALING_OUTPUTS
 from metalr.report.build import OUTPUTS as REPORT_FILES
 from metalr.stages import stage_sources
@@ -123,13 +123,15 @@ def generate(config_files: list[str]) -> dict:
     stages["analyses"] = _stage(
         f"metalr analyses {args} --out-dir {report_dir}",
         [f"{analysis_dir}/fidelity.json", f"{analysis_dir}/cost.json"]
-        + sorted(str(paths.model_dir(cfg, r)) for r in runs) + stage_sources("report"),
+        + sorted(str(paths.model_dir(cfg, r)) for r in runs) + [f"paper/templates/{n}" for n in ANALYSIS_TEMPLATES]
+        + stage_sources("report"),
         _params(config_files, ["rules.metaoptimize", "train.outer_lr_adaptation", "experiment"]),
         [f"{report_dir}/{name}" for name in ANALYSIS_OUTPUTS])
     metrics_files = [str(p) for p in paths.all_metrics_files(cfg)]
     logs = [str(paths.model_dir(cfg, r)) for r in runs]
     templates = sorted(str(p.relative_to(config_mod.REPO_ROOT))
-                       for p in (config_mod.REPO_ROOT / "paper" / "templates").glob("*.tex.j2"))
+                       for p in (config_mod.REPO_ROOT / "paper" / "templates").glob("*.tex.j2")
+                       if p.name not in ANALYSIS_TEMPLATES)
     stages["report"] = _stage(
         f"metalr report {args} --out-dir {report_dir}",
         sorted(set(metrics_files + logs)) + templates + list(config_files) + [cfg["report"]["paper_results"]]

@@ -31,7 +31,7 @@ def quick_plan(tmp_path_factory):
 
 def test_dry_run_plans_every_job_of_the_quick_grid(quick_plan):
     expected = {"data": 1, "tasks": 2, "train": 12, "evaluate": 12, "report": 1, "fidelity": 1, "cost": 1,
-                "analyses": 1, "all": 1}
+                "analyses": 1, "scaling": 1, "scaling_figure": 1, "all": 1}
     if latex_available():
         expected["appendix_pdf"] = 1
     assert job_counts(quick_plan) == expected
@@ -134,7 +134,8 @@ def test_editing_a_module_reruns_exactly_its_dependents(tiny_workflow):
 
 @pytest.mark.parametrize("change, expected", [
     (lambda text: text.replace("  tasks: 10", "  tasks: 11"), {"tasks": 1, "evaluate": 4, "report": 1, "all": 1}),
-    (lambda text: text + "rules:\n  mlplr:\n    lr_max: 0.9\n", {"train": 2, "evaluate": 2, "report": 1, "all": 1}),
+    (lambda text: text + "rules:\n  mlplr:\n    lr_max: 0.9\n",  # the analyses draw the MLPLR runs' step sizes
+     {"train": 2, "evaluate": 2, "report": 1, "analyses": 1, "all": 1}),
 ], ids=["evaluate.tasks", "rules.mlplr.lr_max"])
 def test_changing_one_config_value_reruns_exactly_its_dependents(tiny_workflow, change, expected):
     root, _ = tiny_workflow
@@ -179,7 +180,7 @@ def test_dvc_is_up_to_date_after_the_snakemake_run(dvc_workflow):
 def test_dvc_reruns_only_the_stages_of_an_edited_module(dvc_workflow):
     with edited(dvc_workflow / "src" / "metalr" / "algorithms" / "anil.py", lambda text: text + "\n# edited\n"):
         changed = dvc_changed_stages(dvc_workflow)
-    assert changed == stages("train") | stages("evaluate")
+    assert changed == stages("train") | stages("evaluate") | {"fidelity", "cost", "scaling"}  # all run ANIL's code
 
 
 def test_dvc_reruns_only_the_task_list_and_evaluations_when_evaluate_tasks_changes(dvc_workflow):
@@ -239,9 +240,10 @@ def planned_blocks(out: str, rule: str) -> list[dict[str, str]]:
     ("slurm", {"gpu": "1", "runtime": "1440", "slurm_partition": "gpu"}),
     ("local-gpu", {"gpu": "1"}),
 ])
-def test_profiles_plan_the_grid_with_gpu_requests(profile, train_resources):
+def test_profiles_plan_the_grid_with_gpu_requests(profile, train_resources, tmp_path):
+    repo = copy_workflow(tmp_path)  # a fresh copy: results in the repository would leave nothing to plan
     out = run(["snakemake", "-n", "--configfile", "config/quick.yaml", "--workflow-profile",
-               f"workflow/profiles/{profile}"], REPO_ROOT).stdout
+               f"workflow/profiles/{profile}"], repo).stdout
     train = planned_blocks(out, "train")
     assert len(train) == 12
     for resources in train:

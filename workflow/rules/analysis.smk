@@ -54,7 +54,7 @@ rule analyses:
         fidelity=rules.fidelity.output[0],
         cost=rules.cost.output[0],
         rates=model_files("rates.json"),
-        templates=sorted(map(str, Path("paper/templates").glob("*.tex.j2"))),
+        templates=[f"paper/templates/{name}" for name in ANALYSIS_TEMPLATES],
         code=sources("report"),
     output:
         [f"{GENERATED}/{name}" for name in ANALYSIS_FILES],

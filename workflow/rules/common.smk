@@ -10,7 +10,7 @@ from metalr import devices as metalr_devices
 from metalr import stages as metalr_stages
 from metalr.data.arrays import SPLITS, images_file, labels_file
 from metalr.data.splits import split_files
-from metalr.report.analyses import ANALYSIS_OUTPUTS
+from metalr.report.analyses import ANALYSIS_OUTPUTS, ANALYSIS_TEMPLATES
 from metalr.report.scaling import SCALING_OUTPUTS
 from metalr.report.build import OUTPUTS
 
@@ -89,7 +89,8 @@ REPORT_FILES = list(OUTPUTS)
 ANALYSIS_FILES = list(ANALYSIS_OUTPUTS)
 SCALING_FILES = list(SCALING_OUTPUTS)
 # Jobs that time code reserve every core, so no other job runs beside them and skews their figures.
-TIMING_THREADS = workflow.cores
+# A callable: workflow.cores exists only when --cores is given, which --unlock and some dry runs lack.
+TIMING_THREADS = lambda wildcards: workflow.cores  # noqa: E731
 
 
 CROSS_METRICS = f"{RESULTS}/cross_domain/{{test}}/{RUN_PATTERN}.json"

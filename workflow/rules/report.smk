@@ -15,7 +15,7 @@ rule report:
         metrics=metrics_files(),
         logs=model_files("train_log.json"),
         lambdas=model_files("lambdas.npy"),
-        templates=sorted(map(str, Path("paper/templates").glob("*.tex.j2"))),
+        templates=sorted(str(p) for p in Path("paper/templates").glob("*.tex.j2") if p.name not in ANALYSIS_TEMPLATES),
         configs=CONFIGFILES,  # the choices ledger lists every value and the tags in its comments
         paper_results=config["report"]["paper_results"],
         code=sources("report"),

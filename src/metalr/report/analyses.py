@@ -20,6 +20,7 @@ from . import latex
 from .figures import RC, _new_figure, _save, _step_colours, mpl_text
 
 ANALYSIS_OUTPUTS = ("fidelity.pdf", "stepsizes.pdf", "cost.tex", "analyses_macros.tex")
+ANALYSIS_TEMPLATES = ("cost.tex.j2",)  # the rest of paper/templates is the report stage's
 
 
 def _placeholder(pdf_path: Path, message: str) -> list[Path]:
@@ -102,7 +103,7 @@ def cost_model(bench_report: dict[str, Any], experiment: str) -> dict[str, Any]:
 
 
 def render_cost(bench_report: dict[str, Any], experiment: str, templates_dir: Path | None = None) -> str:
-    return latex.make_env(templates_dir).get_template("cost.tex.j2").render(**cost_model(bench_report, experiment))
+    return latex.make_env(templates_dir).get_template(ANALYSIS_TEMPLATES[0]).render(**cost_model(bench_report, experiment))
 
 
 # --------------------------------------------------------------------------- step-size trajectories
