@@ -269,13 +269,15 @@ def test_profiles_plan_the_whole_paper_grid_with_a_gpu_per_training_and_evaluati
     assert all(job.get("gpu", "0") == "0" for job in planned_blocks(out, "data") + planned_blocks(out, "tasks"))
 
 
-@pytest.mark.parametrize("configfile, experiment, trains", [("config/extended.yaml", "extended", 84 + 32),
-                                                            ("config/extended_quick.yaml", "extended_quick", 42 + 16)])
-def test_extended_grids_validate_and_plan_every_valid_algorithm_and_rule(tmp_path, configfile, experiment, trains):
+@pytest.mark.parametrize("configfiles, experiment, trains", [
+    (["config/extended.yaml"], "extended", 84 + 32),
+    (["config/quick.yaml", "config/extended_quick.yaml"], "extended_quick", 42 + 16),
+])
+def test_extended_grids_validate_and_plan_every_valid_algorithm_and_rule(tmp_path, configfiles, experiment, trains):
     from metalr.algorithms import ALGORITHMS
     from metalr.steprules import RULES
 
-    cfg = config_mod.load([config_mod.DEFAULT_CONFIG, REPO_ROOT / configfile])
+    cfg = config_mod.load([config_mod.DEFAULT_CONFIG, *(REPO_ROOT / f for f in configfiles)])
     runs = config_mod.grid_runs(cfg)
     assert cfg["experiment"] == experiment and {r.rule for r in runs} == set(RULES)
     assert {r.algorithm for r in runs} == set(ALGORITHMS)
@@ -284,6 +286,6 @@ def test_extended_grids_validate_and_plan_every_valid_algorithm_and_rule(tmp_pat
     assert {(r.algorithm, r.rule) for r in runs} == valid  # every pair validation accepts, no other
     assert len(runs) == trains
     repo = copy_workflow(tmp_path)
-    jobs = planned_jobs(repo, "--configfile", configfile)
+    jobs = planned_jobs(repo, "--configfile", *configfiles)
     assert jobs["train"] == jobs["evaluate"] == trains
     assert jobs["fidelity"] == jobs["cost"] == jobs["analyses"] == 1
