@@ -7,12 +7,16 @@ and task batches (random images of the dataset's shape). Before any timing, the 
 are compared in float64 (second-order MAML in float32 differs by percents after 5 steps in every
 implementation). Each (shape, shots, algorithm, rule, implementation) is timed in a fresh
 subprocess, so its peak memory (CPU RSS, or CUDA max allocated) is its own.
+
+metalr runs with its CPU allocator setting (``compute.cpu_allocator``, metalr.allocator); the
+reference runs as a plain PyTorch user would, with glibc's defaults. On a CPU, when the two differ,
+the reference is timed a second time with metalr's setting, so the ratio splits into what the
+allocator gives and what the code gives.
 """
 from __future__ import annotations
 
 import multiprocessing
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -23,7 +27,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from metalr import io, seeding
+from metalr import allocator, io, seeding
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.base import Task
 from metalr.models import conv4
@@ -162,8 +166,9 @@ def sync(device: str) -> None:
 
 
 def time_case(case: Case, implementation: str, device: str, repeats: int, warmup: int,
-              eval_tasks: int) -> dict[str, Any]:
+              eval_tasks: int, cpu_allocator: str) -> dict[str, Any]:
     """Run in a fresh process: meta-iteration times, evaluation time and peak memory."""
+    allocator.configure(cpu_allocator)
     params = make_params(case, torch.float32, device)
     batches = [make_tasks(case, case.task_batch, torch.float32, device, seed=s) for s in range(warmup + repeats)]
     if device == "cuda":
@@ -184,8 +189,7 @@ def time_case(case: Case, implementation: str, device: str, repeats: int, warmup
         EVALUATE[implementation](case, eval_params, task)
     sync(device)
     eval_seconds = time.perf_counter() - eval_start
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mib()
     median = statistics.median(times)
     return {
         "iteration_s": {"median": median, "min": min(times), "max": max(times), "repeats": len(times)},
@@ -195,7 +199,24 @@ def time_case(case: Case, implementation: str, device: str, repeats: int, warmup
         "peak_memory_kind": "cuda_max_allocated" if device == "cuda" else "cpu_max_rss",
         "eval": {"tasks_timed": eval_tasks, "seconds": eval_seconds, "seconds_per_600": eval_seconds * 600 / eval_tasks,
                  "extrapolated": eval_tasks != 600},
+        "cpu_allocator": cpu_allocator,
     }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux ``VmHWM``), in MiB.
+
+    Not ``getrusage``: its ``ru_maxrss`` keeps the high-water mark of the process that forked this
+    one, so every spawned case reported the parent's peak (the float64 gradient check) instead of its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            lines = status.read().splitlines()
+    except FileNotFoundError:
+        raise RuntimeError("metalr bench measures peak CPU memory from /proc/self/status (Linux); "
+                           "this platform has none") from None
+    (kib,) = [int(line.split()[1]) for line in lines if line.startswith("VmHWM:")]
+    return kib / 1024
 
 
 def _worker(queue, func, args) -> None:
@@ -219,27 +240,44 @@ def in_subprocess(func: Callable[..., dict[str, Any]], *args) -> dict[str, Any]:
     return result
 
 
+def timed_variants(device: str, cpu_allocator: str) -> dict[str, tuple[str, str]]:
+    """Column name -> (implementation, CPU allocator setting) for a case with a reference loop."""
+    variants = {"metalr": ("metalr", cpu_allocator), "reference": ("reference", "system")}
+    if device == "cpu" and cpu_allocator != "system":
+        variants[SAME_ALLOCATOR] = ("reference", cpu_allocator)
+    return variants
+
+
+SAME_ALLOCATOR = "reference_same_allocator"
+
+
 def run(cases: list[Case], device: str, repeats: int, warmup: int, eval_tasks: int, out_path,
-        progress: Callable[[str], None] = print) -> dict[str, Any]:
+        cpu_allocator: str, progress: Callable[[str], None] = print) -> dict[str, Any]:
     rows = []
     for case in cases:
         if not has_reference(case):
             rows.append({"case": asdict(case), "metalr": in_subprocess(time_case, case, "metalr", device, repeats,
-                                                                       warmup, eval_tasks)})
+                                                                       warmup, eval_tasks, cpu_allocator)})
             progress(format_metalr_row(rows[-1]))
             continue
         error = check_gradients(case)
         if error > 1e-9:
             raise RuntimeError(f"metalr's meta-gradient differs from the reference for {case} "
                                f"(relative error {error:.3g} in float64); refusing to time a wrong implementation")
-        timings = {name: in_subprocess(time_case, case, name, device, repeats, warmup, eval_tasks) for name in IMPLEMENTATIONS}
-        speedup = timings["reference"]["iteration_s"]["median"] / timings["metalr"]["iteration_s"]["median"]
-        eval_speedup = timings["reference"]["eval"]["seconds"] / timings["metalr"]["eval"]["seconds"]
-        rows.append({"case": asdict(case), "float64_relative_grad_difference": error, **timings,
-                     "speedup_metalr_vs_reference": speedup, "eval_speedup_metalr_vs_reference": eval_speedup})
+        timings = {column: in_subprocess(time_case, case, implementation, device, repeats, warmup, eval_tasks, setting)
+                   for column, (implementation, setting) in timed_variants(device, cpu_allocator).items()}
+        row = {"case": asdict(case), "float64_relative_grad_difference": error, **timings}
+        for column in timings.keys() - {"metalr"}:
+            suffix = "" if column == "reference" else "_same_allocator"
+            row[f"speedup_metalr_vs_reference{suffix}"] = (timings[column]["iteration_s"]["median"]
+                                                          / timings["metalr"]["iteration_s"]["median"])
+            row[f"eval_speedup_metalr_vs_reference{suffix}"] = (timings[column]["eval"]["seconds"]
+                                                               / timings["metalr"]["eval"]["seconds"])
+        rows.append(row)
         progress(format_row(rows[-1]))
     report = {"device": environment(device), "settings": {"repeats": repeats, "warmup": warmup,
-                                                           "eval_tasks": eval_tasks}, "results": rows}
+                                                           "eval_tasks": eval_tasks, "cpu_allocator": cpu_allocator},
+              "results": rows}
     io.write_json(out_path, report)
     return report
 
@@ -252,14 +290,18 @@ def environment(device: str) -> dict[str, Any]:
 
 
 HEADER = (f"{'shape':<14}{'shot':>4} {'algorithm':<8}{'rule':<7}{'metalr s/it':>12}{'ref s/it':>10}"
-          f"{'speedup':>8}{'eval600 s':>10}{'ref eval':>9}{'MiB':>7}")
+          f"{'speedup':>8}{'ref* s/it':>10}{'speedup*':>9}{'eval600 s':>10}{'ref eval':>9}{'MiB':>7}")
+HEADER_NOTE = "ref*: the reference loop with metalr's CPU allocator setting (its code alone against metalr's)"
 
 
 def format_row(row: dict[str, Any]) -> str:
     case = row["case"]
+    same = row.get(SAME_ALLOCATOR)
+    same_columns = (f"{same['iteration_s']['median']:>10.3f}{row['speedup_metalr_vs_reference_same_allocator']:>9.2f}"
+                    if same else f"{'--':>10}{'--':>9}")
     return (f"{case['shape']:<14}{case['shots']:>4} {case['algorithm']:<8}{case['rule']:<7}"
             f"{row['metalr']['iteration_s']['median']:>12.3f}{row['reference']['iteration_s']['median']:>10.3f}"
-            f"{row['speedup_metalr_vs_reference']:>8.2f}{row['metalr']['eval']['seconds_per_600']:>10.1f}"
+            f"{row['speedup_metalr_vs_reference']:>8.2f}{same_columns}{row['metalr']['eval']['seconds_per_600']:>10.1f}"
             f"{row['reference']['eval']['seconds_per_600']:>9.1f}{row['metalr']['peak_memory_mib']:>7.0f}")
 
 
@@ -267,5 +309,5 @@ def format_metalr_row(row: dict[str, Any]) -> str:
     """A case without a reference loop: metalr's columns only."""
     case = row["case"]
     return (f"{case['shape']:<14}{case['shots']:>4} {case['algorithm']:<8}{case['rule']:<7}"
-            f"{row['metalr']['iteration_s']['median']:>12.3f}{'--':>10}{'--':>8}"
+            f"{row['metalr']['iteration_s']['median']:>12.3f}{'--':>10}{'--':>8}{'--':>10}{'--':>9}"
             f"{row['metalr']['eval']['seconds_per_600']:>10.1f}{'--':>9}{row['metalr']['peak_memory_mib']:>7.0f}")

@@ -156,11 +156,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from metalr import bench, devices
 
     device = devices.resolve_device(args.device)
+    cpu_allocator = args.cpu_allocator or config_mod.load([config_mod.DEFAULT_CONFIG])["compute"]["cpu_allocator"]
     cases = [bench.Case(shape, shots, algorithm, rule, filters=args.filters)
              for shape, shots, algorithm, rule in itertools.product(args.shapes, args.shots, args.algorithms, args.rules)]
-    print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after {args.warmup} warm-up")
+    print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after {args.warmup} warm-up; "
+          f"metalr with cpu_allocator {cpu_allocator}")
     print(bench.HEADER)
-    bench.run(cases, device, args.repeats, args.warmup, args.eval_tasks, Path(args.out))
+    print(bench.HEADER_NOTE)
+    bench.run(cases, device, args.repeats, args.warmup, args.eval_tasks, Path(args.out), cpu_allocator)
     print(f"-> {args.out}")
 
 
@@ -265,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filters", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5, help="timed meta-iterations per case (median, min, max)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--cpu-allocator", choices=["retain", "system"],
+                   help="metalr's CPU allocator setting (default: compute.cpu_allocator of config/config.yaml); "
+                        "the reference loop runs with the system's")
     p.add_argument("--eval-tasks", type=int, default=600,
                    help="evaluation tasks timed; fewer than 600 are extrapolated to 600 and marked so")
     p = add("scaling", cmd_scaling, "time and memory per meta-iteration against inner steps, shots and task batch "

@@ -47,6 +47,15 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def has_key(data: Any, parts: list[str]) -> bool:
+    """Whether the nested mapping ``data`` holds the key path ``parts`` (e.g. ``["train", "threads"]``)."""
+    for part in parts:
+        if not isinstance(data, Mapping) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
 def load(paths: Iterable[str | Path]) -> dict:
     """Merge the config files in order and validate the result."""
     cfg: dict = {}

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Callable
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -39,6 +39,18 @@ def resolve_device(setting: str) -> str:
     if setting == "cuda" and not available:
         raise RuntimeError("compute.device is 'cuda' but PyTorch sees no GPU; use 'auto' or 'cpu'")
     return "cuda" if setting == "cuda" or (setting == "auto" and available) else "cpu"
+
+
+def cuda_peak_mib(work: Callable[[], Any]) -> float:
+    """Peak CUDA memory allocated while ``work`` runs, above what was allocated before it, in MiB."""
+    import torch
+
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    work()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
 def claim_gpu(lock_dir: Path, gpu_count: int) -> GPUClaim:

@@ -12,7 +12,6 @@ import yaml
 
 from metalr import config as config_mod
 from metalr import paths
-from metalr.data.arrays import MANIFEST
 from metalr.data.splits import split_files
 from metalr.report.analyses import ANALYSIS_OUTPUTS, ANALYSIS_TEMPLATES
 from metalr.report.scaling import SCALING_OUTPUTS
@@ -25,18 +24,10 @@ def _params(config_files: Iterable[str], keys: Iterable[str]) -> list[dict]:
     entries = []
     for path in config_files:
         data = config_mod.read_yaml(path)
-        present = [k for k in keys if _has(data, k.split("."))]
+        present = [k for k in keys if config_mod.has_key(data, k.split("."))]
         if present:
             entries.append({path: present})
     return entries
-
-
-def _has(data: Any, parts: list[str]) -> bool:
-    for part in parts:
-        if not isinstance(data, Mapping) or part not in data:
-            return False
-        data = data[part]
-    return True
 
 
 def _stage(cmd: str, deps: list[str], params: list[dict], outs: list[Any], **extra: Any) -> dict:

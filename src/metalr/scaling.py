@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from metalr import bench, io
+from metalr import allocator, bench, devices, io
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.meta_batch import accumulate_meta_gradient
 from metalr.steprules import make_rule
@@ -43,12 +43,7 @@ def cases(scfg: Mapping[str, Any]) -> list[tuple[str, bench.Case]]:
 def peak_tensor_mib(work: Callable[[], Any], device: str) -> float:
     """Peak memory of the tensors ``work`` allocates (beyond those alive before it), in MiB."""
     if device == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        work()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
+        return devices.cuda_peak_mib(work)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         work()
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
@@ -101,6 +96,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def run(cfg: Mapping[str, Any], device: str, out_path, progress: Callable[[str], None] = print) -> dict[str, Any]:
     scfg = cfg["analysis"]["scaling"]
     torch.set_num_threads(cfg["train"]["threads"])
+    allocator.configure(cfg["compute"]["cpu_allocator"])
     rows = []
     for axis, case in cases(scfg):
         timing = measure(case, cfg["algorithms"], cfg["rules"], device, scfg["repeats"], scfg["warmup"])

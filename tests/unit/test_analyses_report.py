@@ -46,8 +46,9 @@ def test_every_output_is_written_with_numbers_from_the_inputs(inputs, tmp_path):
 
 def test_cost_table_rows_and_missing_reference():
     table = render_cost(BENCH, "unit")
-    assert re.search(r"MAML & fixed & 0\.25 \[0\.125--0\.5\] & 16 & 512 & 2 \\\\", table)
-    assert re.search(r"Reptile & [^&]+ & 0\.125 \[[^]]+\] & 32 & 512 & -- \\\\", table)
+    assert re.search(r"MAML & fixed & 0\.25 \[0\.125--0\.5\] & 16 & 512 & 2 & 1\.6 \\\\", table)
+    assert re.search(r"Reptile & [^&]+ & 0\.125 \[[^]]+\] & 32 & 512 & -- & -- \\\\", table)
+    assert r"compute.cpu\_allocator: retain" in table
     assert "no cases" in render_cost({**BENCH, "results": []}, "unit")
 
 

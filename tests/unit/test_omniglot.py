@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from metalr import io
 from metalr.config import REPO_ROOT
 from metalr.data import arrays, omniglot
 from metalr.data.splits import load_split

@@ -11,7 +11,6 @@ from metalr.algorithms.inner import adapt
 from metalr.config import Run
 from metalr.models import conv4
 from metalr.steprules import RULES, make_rule
-from metalr.steprules.base import weighted_mean_rate
 from metalr.train import loop
 from metalr.train.rates import RATES_FILE, RecordingRule, task_rates
 from tests.unit.helpers import tiny_params, tiny_task

@@ -19,7 +19,7 @@ from metalr.config import DEFAULT_CONFIG
 from metalr.io import write_json
 from metalr.report import aggregate, figures, latex, pdf, tables
 from metalr.report.build import OUTPUTS, build_report
-from metalr.report.macros import macros_model, task_list_digest
+from metalr.report.macros import task_list_digest
 from tests.unit.appendix_inputs import generated_with_analyses
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from metalr import paths
 from metalr.config import Run
 from metalr.train import checkpoint
 from metalr.train.loop import LAMBDAS_FILE, LOG_FILE, MODEL_FILE, train
-from tests.unit.synthetic import RUN_ID, metalr, metalr_popen, write_config
+from tests.unit.synthetic import RUN_ID, metalr_popen, write_config
 
 RUN = Run.parse(RUN_ID)
 TRAIN = {"iterations": 12, "checkpoint_every": 2}

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from metalr.algorithms.base import Algorithm, Task, TaskResult
+from metalr.models import conv4
 from metalr.steprules.base import Params, StepRule
 
 
@@ -26,5 +27,6 @@ def batched_task_results(algorithm: Algorithm, params: Params, meta: Params, rul
         return result.query_loss, result.query_accuracy, result.rates, result.meta_objective
 
     batch = stack_tasks(tasks)
-    loss, accuracy, rates, objective = torch.func.vmap(one)(batch.xs, batch.ys, batch.xq, batch.yq)
+    with conv4.under_vmap():
+        loss, accuracy, rates, objective = torch.func.vmap(one)(batch.xs, batch.ys, batch.xq, batch.yq)
     return TaskResult(query_loss=loss, query_accuracy=accuracy, rates=rates, meta_objective=objective)

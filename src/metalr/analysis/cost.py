@@ -31,4 +31,5 @@ def cases(cfg: Mapping[str, Any]) -> list[bench.Case]:
 def run(cfg: Mapping[str, Any], out_path: Path) -> dict[str, Any]:
     c = cfg["analysis"]["cost"]
     device = devices.resolve_device(cfg["compute"]["device"])
-    return bench.run(cases(cfg), device, c["repeats"], c["warmup"], c["eval_tasks"], out_path)
+    return bench.run(cases(cfg), device, c["repeats"], c["warmup"], c["eval_tasks"], out_path,
+                     cfg["compute"]["cpu_allocator"])

@@ -15,6 +15,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
+from metalr import devices
 from metalr.algorithms.base import Algorithm, Task
 from metalr.algorithms.batched import batched_task_results
 from metalr.steprules.base import Params, StepRule
@@ -51,14 +52,4 @@ def resolve_chunk(ecfg: Mapping[str, Any], device: str, run_one_task: Callable[[
         return int(ecfg["task_chunk"])
     if device != "cuda":
         return 1
-    return chunk_for_budget(cuda_peak_mib(run_one_task), ecfg["chunk_memory_mib"])
-
-
-def cuda_peak_mib(run_one_task: Callable[[], Any]) -> float:
-    """Peak CUDA memory allocated while ``run_one_task`` runs, above what was allocated before it."""
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    run_one_task()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
+    return chunk_for_budget(devices.cuda_peak_mib(run_one_task), ecfg["chunk_memory_mib"])

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from metalr import config as config_mod
-from metalr import io, precision, seeding
+from metalr import allocator, io, precision, seeding
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.base import Task
 from metalr.config import Run
@@ -52,6 +52,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     io.remove_stale_temporaries(out_path)
     seeding.configure_torch(ecfg["threads"], cfg["deterministic"])
     precision.configure(cfg["compute"])
+    allocator.configure(cfg["compute"]["cpu_allocator"])
     model = torch.load(model_path, weights_only=False, map_location=device)
     expected = config_mod.train_slice(cfg, run)
     if model["config"] != expected:

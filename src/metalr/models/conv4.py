@@ -6,14 +6,22 @@ BatchNorm always normalises with the statistics of the batch it sees and keeps n
 statistics (the MAML convention, "transductive" BN): support and query sets are each normalised by
 their own statistics, in training and evaluation alike.
 
-BatchNorm's affine part is applied by hand (``x * weight + bias``) rather than through
-``F.batch_norm(weight=, bias=)``: under ``torch.func.vmap`` the latter's batch rule drops
-second-order terms (measured: ~4e-4 relative error in float64 and non-zero conv-bias
-meta-gradients, which must be exactly 0 because BN cancels a constant shift).
+Two kernels depend on whether the forward runs under ``torch.func.vmap`` (code that vmaps it enters
+``under_vmap()``; algorithms/batched.py does):
+
+- BatchNorm's affine part. Under vmap it is applied by hand (``x * weight + bias``): the batch rule of
+  ``F.batch_norm(weight=, bias=)`` drops second-order terms (measured: ~4e-4 relative error in
+  float64 and non-zero conv-bias meta-gradients, which must be exactly 0 because BN cancels a
+  constant shift). Outside vmap the fused affine ``F.batch_norm`` is exact and faster
+  (docs/profile-cpu.md).
+- The 2x2 max-pool on a CPU outside vmap (``max_pool_2x2``).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +71,53 @@ def feature_keys(params: Params) -> list[str]:
     return [k for k in params if not k.startswith(HEAD_PREFIX)]
 
 
+_UNDER_VMAP = contextvars.ContextVar("conv4_under_vmap", default=False)
+
+
+@contextlib.contextmanager
+def under_vmap() -> Iterator[None]:
+    """Run Conv-4 in its vmap-safe form for the duration (see the module docstring)."""
+    token = _UNDER_VMAP.set(True)
+    try:
+        yield
+    finally:
+        _UNDER_VMAP.reset(token)
+
+
+def batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """BatchNorm on the statistics of ``x`` itself, then the affine part ``weight``, ``bias``."""
+    if _UNDER_VMAP.get():
+        x = F.batch_norm(x, None, None, training=True)
+        return x * weight[:, None, None] + bias[:, None, None]
+    return F.batch_norm(x, None, None, weight, bias, training=True)
+
+
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pool, stride 2.
+
+    On a CPU, PyTorch's NCHW max-pool kernel is scalar: 29 ms for [75, 64, 32, 32] against 2 ms for
+    the channels-last one (one thread). So the window maxima are located by the channels-last kernel
+    (off the graph) and gathered from ``x``: the same values and the same gradient routing, whose
+    backward (scatter) and double backward (gather) autograd derives. The meta-gradient equals
+    ``F.max_pool2d``'s bit for bit in float64 (tested).
+    """
+    if x.device.type != "cpu" or _UNDER_VMAP.get():
+        return F.max_pool2d(x, 2)
+    with torch.no_grad():
+        _, indices = torch.ops.aten.max_pool2d_with_indices(
+            x.detach().contiguous(memory_format=torch.channels_last), [2, 2], [2, 2])
+    indices = indices.contiguous()
+    return x.flatten(-2).gather(-1, indices.flatten(-2)).view(indices.shape)
+
+
 def features(params: Params, x: torch.Tensor) -> torch.Tensor:
     for block in range(BLOCKS):
         x = F.conv2d(x, params[f"conv{block}.weight"], params[f"conv{block}.bias"], padding=1)
-        x = F.batch_norm(x, None, None, training=True)
-        x = x * params[f"bn{block}.weight"][:, None, None] + params[f"bn{block}.bias"][:, None, None]
+        x = batch_norm(x, params[f"bn{block}.weight"], params[f"bn{block}.bias"])
         # ReLU after the pooling: the same values and gradients (both are monotone; a window whose
         # maximum is negative gives 0 either way) on a quarter of the elements. Measured 5% less CPU
         # time per second-order meta-iteration (docs/profile-cpu.md).
-        x = F.relu(F.max_pool2d(x, 2))
+        x = F.relu(max_pool_2x2(x))
     return x.flatten(1)
 
 

@@ -91,15 +91,20 @@ def cost_model(bench_report: dict[str, Any], experiment: str) -> dict[str, Any]:
             "time": f"{latex.num(timing['median'])} [{latex.num(timing['min'])}--{latex.num(timing['max'])}]",
             "tasks_per_s": latex.num(r["metalr"]["tasks_per_s"]),
             "memory": f"{r['metalr']['peak_memory_mib']:.0f}",
-            "ratio": latex.num(r["speedup_metalr_vs_reference"], 2) if "speedup_metalr_vs_reference" in r else latex.MISSING,
+            "ratio": _ratio(r, "speedup_metalr_vs_reference"),
+            "ratio_same_allocator": _ratio(r, "speedup_metalr_vs_reference_same_allocator"),
         })
     first = results[0]["case"] if results else {}
     settings = bench_report["settings"]
     return {"experiment": experiment, "rows": rows, "device": bench_report["device"]["device"],
             "filters": first.get("filters", 0), "ways": first.get("ways", 0), "queries": first.get("queries", 0),
             "task_batch": first.get("task_batch", 0), "inner_steps": first.get("inner_steps", 0),
-            "repeats": settings["repeats"], "warmup": settings["warmup"],
+            "repeats": settings["repeats"], "warmup": settings["warmup"], "cpu_allocator": settings["cpu_allocator"],
             "memory_kind": results[0]["metalr"]["peak_memory_kind"].replace("_", " ") if results else "--"}
+
+
+def _ratio(row: dict[str, Any], key: str) -> str:
+    return latex.num(row[key], 2) if key in row else latex.MISSING
 
 
 def render_cost(bench_report: dict[str, Any], experiment: str, templates_dir: Path | None = None) -> str:

@@ -87,14 +87,6 @@ def leaves(cfg: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]
             yield path, value
 
 
-def _has(data: Any, parts: list[str]) -> bool:
-    for part in parts:
-        if not isinstance(data, Mapping) or part not in data:
-            return False
-        data = data[part]
-    return True
-
-
 def format_value(value: Any) -> str:
     """YAML flow style, as one would write it in the config."""
     return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
@@ -122,7 +114,7 @@ def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None)
             if found:
                 tag = found[-1]
                 break
-        set_in = [f for f, data, _ in per_file if _has(data, parts)][-1]
+        set_in = [f for f, data, _ in per_file if config_mod.has_key(data, parts)][-1]
         out.append(Choice(key, format_value(value), tag, source_of(tag), _display_path(set_in)))
     return out
 

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from metalr import config as config_mod
-from metalr import io, precision, seeding
+from metalr import allocator, io, precision, seeding
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.meta_batch import accumulate_meta_gradient, uses_vmap
 from metalr.config import Run
@@ -52,6 +52,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         io.remove_stale_temporaries(path)
     seeding.configure_torch(tcfg["threads"], cfg["deterministic"])
     precision.configure(cfg["compute"])
+    allocator.configure(cfg["compute"]["cpu_allocator"])
     forward_context = precision.forward_context(cfg["compute"], device)
     run_config = config_mod.train_slice(cfg, run)
     split = load_split(data_dir, "train")
