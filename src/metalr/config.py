@@ -114,6 +114,9 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
         for index, name in enumerate(cfg["analysis"]["cost"][key]):
             if name not in registry:
                 problems.append(f"analysis.cost.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
+    for index, name in enumerate(cfg["evaluate"]["rules_at_train_steps"]):
+        if name not in RULES:
+            problems.append(f"evaluate.rules_at_train_steps[{index}]: unknown rule {name!r}; valid: {sorted(RULES)}")
     fidelity_dataset = cfg["analysis"]["fidelity"]["dataset"]
     if fidelity_dataset not in DATASETS:
         problems.append(f"analysis.fidelity.dataset: unknown dataset {fidelity_dataset!r}; valid: {sorted(DATASETS)}")
@@ -320,6 +323,12 @@ def tasks_slice(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int) -> 
         "dataset": dataset, "data": cfg["data"].get(dataset), "ways": ways, "shots": shots,
         "queries": ev["queries"], "tasks": ev["tasks"], "split": ev["split"], "task_seed": ev["task_seed"],
     }
+
+
+def evaluation_inner_steps(cfg: Mapping[str, Any], rule: str) -> int:
+    """Inner steps at evaluation: ``evaluate.inner_steps``, or ``train.inner_steps`` for the rules in
+    ``evaluate.rules_at_train_steps``."""
+    return cfg["train"]["inner_steps"] if rule in cfg["evaluate"]["rules_at_train_steps"] else cfg["evaluate"]["inner_steps"]
 
 
 def evaluate_slice(cfg: Mapping[str, Any], run: Run) -> dict:

@@ -47,6 +47,7 @@ def test_unknown_key_names_its_path_and_the_allowed_keys(tmp_path):
     ({"grid": {"ways": [1]}}, "grid.ways[0]: 1 is less than the minimum of 2"),
     ({"train": {"queries": -3}}, "train.queries: -3 is less than the minimum of 1"),
     ({"evaluate": {"split": "tset"}}, "evaluate.split: 'tset' is not allowed; allowed values: ['train', 'val', 'test']"),
+    ({"evaluate": {"rules_at_train_steps": ["alpha"]}}, "evaluate.rules_at_train_steps[0]: unknown rule 'alpha'; valid: "),
     ({"rules": {"mlplr": {"lr_min": 3.0}}}, "rules.mlplr.lr_min (3.0) is larger than rules.mlplr.lr_max (1.0)"),
     ({"train": {"queries": 19}}, "train.queries: 5 shots + train.queries = 24 images per class"),
     ({"train": {"outer_lr": "fast"}}, "train.outer_lr: 'fast' is not of type 'number'"),

@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 try:
@@ -19,7 +20,7 @@ from metalr.config import DEFAULT_CONFIG
 from metalr.io import write_json
 from metalr.report import aggregate, figures, latex, pdf, tables
 from metalr.report.build import OUTPUTS, build_report
-from metalr.report.macros import task_list_digest
+from metalr.report.macros import evaluation_steps_text, task_list_digest
 from tests.unit.appendix_inputs import generated_with_analyses
 
 REPO = Path(__file__).resolve().parents[2]
@@ -377,3 +378,9 @@ def test_compile_appendix_without_latex(monkeypatch, tmp_path):
     assert "'latexmk' not found" in msg
     assert "apt-get install latexmk texlive-latex-recommended texlive-fonts-recommended" in msg
     assert not (tmp_path / "appendix.pdf").exists()
+
+
+def test_evaluation_steps_macro_names_the_rules_evaluated_with_other_steps():
+    runs = pd.DataFrame({"inner_steps": [10, 10, 10, 5, 5], "rule": ["fixed", "mlplr", "fixed", "alfa", "alfa"]})
+    assert evaluation_steps_text(runs) == "10 (5 for ALFA)"
+    assert evaluation_steps_text(runs[runs["rule"] != "alfa"]) == "10"

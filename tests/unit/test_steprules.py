@@ -255,7 +255,10 @@ def test_rule_trains_end_to_end_and_its_learned_state_is_used_at_evaluation(data
     assert np.all(np.isfinite(lambdas)) and lambdas.shape == (3, cfg["train"]["task_batch"], 2)
     metrics = evaluate(cfg, run, tmp_path / "model" / "model.pt", task_list, data_dir, tmp_path / "m.json",
                        progress=False)
-    assert len(metrics["lambda"]["mean_per_step"]) == cfg["evaluate"]["inner_steps"]
+    # ALFA is evaluated with its training steps (evaluate.rules_at_train_steps), every other rule with evaluate's.
+    assert cfg["evaluate"]["rules_at_train_steps"] == ["alfa"] and cfg["train"]["inner_steps"] != cfg["evaluate"]["inner_steps"]
+    steps = cfg["train"]["inner_steps"] if name == "alfa" else cfg["evaluate"]["inner_steps"]
+    assert metrics["inner_steps"] == steps and len(metrics["lambda"]["mean_per_step"]) == steps
     rule = make_rule(name, cfg["rules"])
     start = init_meta(rule, "maml", model["params"], cfg["train"]["inner_steps"])
     assert set(model["meta"]) == set(start)
@@ -266,3 +269,17 @@ def test_rule_trains_end_to_end_and_its_learned_state_is_used_at_evaluation(data
     torch.save({**model, "meta": start}, tmp_path / "start.pt")
     at_start = evaluate(cfg, run, tmp_path / "start.pt", task_list, data_dir, tmp_path / "s.json", progress=False)
     assert at_start["lambda"] != metrics["lambda"]
+
+
+def test_a_rule_listed_in_rules_at_train_steps_is_evaluated_with_the_training_steps(data_dir, task_list, tmp_path):  # noqa: F811
+    cfg = tiny_config(iterations=1)
+    cfg["evaluate"]["tasks"] = 6
+    run = Run("glyphs", 3, 1, "maml", "fixed", 1)
+    train(cfg, run, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
+    steps = {}
+    for listed in ([], ["fixed"]):
+        cfg["evaluate"]["rules_at_train_steps"] = listed
+        metrics = evaluate(cfg, run, tmp_path / "model" / "model.pt", task_list, data_dir, tmp_path / "m.json",
+                           progress=False)
+        steps[tuple(listed)] = (metrics["inner_steps"], len(metrics["lambda"]["mean_per_step"]))
+    assert steps == {(): (cfg["evaluate"]["inner_steps"],) * 2, ("fixed",): (cfg["train"]["inner_steps"],) * 2}

@@ -72,7 +72,8 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     accuracies, rates = [], []
     episodes = task_list["episodes"]
     load = lambda episode: resize(episode_tensors(split, Episode.from_dict(episode), device=device))  # noqa: E731
-    score = functools.partial(score_tasks, algorithm, params, meta, rule, steps=ecfg["inner_steps"],
+    steps = config_mod.evaluation_inner_steps(cfg, run.rule)
+    score = functools.partial(score_tasks, algorithm, params, meta, rule, steps=steps,
                               forward_context=precision.forward_context(cfg["compute"], device))
     chunk = resolve_chunk(ecfg, device, lambda: list(score([load(episodes[0])], chunk=1)))
     tasks = (load(episode) for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
@@ -87,7 +88,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
                        "image_shape": list(split.images.shape[1:]), "resized_to": model["image_shape"]},
         "accuracy": mean_ci95(accuracies),
         "per_task_accuracy": [round(a, 6) for a in accuracies],
-        "inner_steps": ecfg["inner_steps"],
+        "inner_steps": steps,
         "task_list": {"path": str(tasks_path), "sha256": task_list["sha256"]},
         "lambda": {
             "mean_per_step": [round(float(v), 6) for v in rates.mean(axis=0)],

@@ -29,6 +29,17 @@ def _uniform(values, fmt=str) -> str:
     return fmt(vals[0]) if len(vals) == 1 else "varies"
 
 
+def evaluation_steps_text(runs: pd.DataFrame) -> str:
+    """The evaluations' inner steps: one number, or the most common one with the exceptions by rule,
+    e.g. "10 (5 for ALFA)"."""
+    if runs["inner_steps"].nunique() <= 1:
+        return _uniform(int(s) for s in runs["inner_steps"])
+    common = int(runs["inner_steps"].mode().min())
+    exceptions = [f"{int(steps)} for {', '.join(agg.rule_label(r) for r in sorted(set(group['rule'])))}"
+                  for steps, group in runs.groupby("inner_steps") if int(steps) != common]
+    return latex_escape(f"{common} ({'; '.join(exceptions)})")
+
+
 def task_list_digest(runs: pd.DataFrame) -> str:
     """Short digest over all (test set, task-list hash) pairs: one identifier for every table."""
     tasks = agg.check_same_tasks(runs)
@@ -80,7 +91,8 @@ def macros_model(runs: pd.DataFrame, experiment: str, train: list[dict], table_l
     add("NumDatasets", str(len(set(runs["dataset"]) | set(runs["test_dataset"]))), "datasets (train or test)")
     add("NumSeeds", _uniform(int(n) for n in cells["n_seeds"]), "seeds per cell (config grid.seeds)")
     add("NumTestTasks", _uniform(n for _, n in tasks.values()), "test tasks per test set (config evaluate.tasks)")
-    add("EvalInnerSteps", _uniform(int(s) for s in runs["inner_steps"]), "inner steps at evaluation (config evaluate.inner_steps)")
+    add("EvalInnerSteps", evaluation_steps_text(runs),
+        "inner steps at evaluation (config evaluate.inner_steps; evaluate.rules_at_train_steps use train.inner_steps)")
     add("TrainInnerSteps", _uniform(int(t["inner_steps"]) for t in train), "inner steps in training (config train.inner_steps)")
     add("TaskBatch", _uniform(int(t["task_batch"]) for t in train), "tasks per meta-batch (config train.task_batch)")
     add("TaskListHash", task_list_digest(runs), "short SHA-256 of the task list(s)")
