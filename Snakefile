@@ -1,5 +1,6 @@
 # metalr: the whole reproduction. `snakemake --cores all --configfile config/quick.yaml`
-# Rules are thin: each calls the `metalr` CLI. The config is validated before any job is planned.
+# Rules are thin: each is derived from the table of stages (metalr.stages) and calls the `metalr` CLI
+# through the interpreter that runs Snakemake. The config is validated before any job is planned.
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -6,14 +6,35 @@ import sys
 from pathlib import Path
 
 from metalr import config as config_mod
-from metalr import paths
+from metalr import stages
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (config_mod.ConfigError,)
 _gpu_claim = None  # held for the life of the process: releasing it frees the GPU for another job
 
 
+def _config_files(args: argparse.Namespace) -> list[Path]:
+    return [config_mod.DEFAULT_CONFIG, *map(Path, args.configfile)]
+
+
 def _load(args: argparse.Namespace) -> dict:
-    return config_mod.load([config_mod.DEFAULT_CONFIG, *args.configfile])
+    """The resolved config of ``--config`` (what jobs read), or the ``--configfile`` files layered over the defaults."""
+    if getattr(args, "config", None):
+        if args.configfile:
+            raise config_mod.ConfigError("give either --config (a resolved config) or --configfile (layered files)")
+        return config_mod.load([args.config])
+    return config_mod.load(_config_files(args))
+
+
+def _sources(args: argparse.Namespace, cfg: dict) -> dict:
+    """The source of every value: written beside a resolved config by `metalr config`, or read from the files."""
+    from metalr import provenance
+
+    if getattr(args, "config", None):
+        path = stages.config_sources_file(cfg)
+        if not path.is_file():
+            raise config_mod.ConfigError(f"{path} is missing: it is written with {args.config} by `metalr config`")
+        return config_mod.read_yaml(path)
+    return provenance.sources(_config_files(args), cfg)
 
 
 def _run(cfg: dict, run_id: str) -> config_mod.Run:
@@ -40,13 +61,22 @@ def cmd_validate(args: argparse.Namespace) -> None:
         print(f"  {run.run_id} on {test}")
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    from metalr import provenance
+
+    cfg = _load(args)
+    written = stages.write_resolved(cfg, provenance.sources(_config_files(args), cfg))
+    outputs = stages.STAGES["config"].outputs(cfg, {})
+    print(f"resolved config of experiment {cfg['experiment']!r} -> {outputs['config']} (sources: {outputs['sources']}); "
+          f"{'rewritten: ' + ', '.join(map(str, written)) if written else 'unchanged'}")
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from metalr.data.prepare import prepare
-    from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
     _check_dataset(args.dataset)
-    out = Path(args.out) if args.out else dataset_dir(cfg, args.dataset)
+    out = Path(args.out) if args.out else stages.dataset_dir(cfg, args.dataset)
     manifest = prepare(cfg, args.dataset, out)
     counts = {split: len(meta["classes"]) for split, meta in manifest["splits"].items()}
     print(f"{args.dataset}: classes per split {counts} -> {out}")
@@ -56,7 +86,6 @@ def cmd_tasks(args: argparse.Namespace) -> None:
     from metalr import io
     from metalr.data.arrays import MANIFEST, load_split
     from metalr.data.episodes import make_task_list
-    from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
     _check_dataset(args.dataset)
@@ -65,13 +94,13 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         if value < least:
             raise config_mod.ConfigError(f"{flag} must be an integer >= {least}, got {value}")
     ecfg = cfg["evaluate"]
-    data_dir = dataset_dir(cfg, args.dataset)
+    data_dir = stages.dataset_dir(cfg, args.dataset)
     split = load_split(data_dir, ecfg["split"])
     task_list = make_task_list(
         split, dataset=args.dataset, split_name=ecfg["split"], ways=args.ways, shots=args.shots,
         queries=ecfg["queries"], tasks=ecfg["tasks"], seed=ecfg["task_seed"],
         source_manifest_sha256=io.sha256_file(data_dir / MANIFEST))
-    out = Path(args.out) if args.out else paths.tasks_file(cfg, args.dataset, args.ways, args.shots)
+    out = Path(args.out) if args.out else stages.tasks_file(cfg, args.dataset, args.ways, args.shots)
     io.write_json(out, task_list)
     print(f"{len(task_list['episodes'])} tasks, sha256 {task_list['sha256'][:12]} -> {out}")
 
@@ -82,25 +111,23 @@ def _device(cfg: dict) -> str:
 
     global _gpu_claim
     if cfg["compute"]["device"] != "cpu":
-        _gpu_claim = devices.pin_local_gpu(paths.WORK / "gpu-locks")
+        _gpu_claim = devices.pin_local_gpu(Path(stages.GPU_LOCKS))
     return devices.resolve_device(cfg["compute"]["device"])
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from metalr.data.registry import dataset_dir
     from metalr.train.loop import train
 
     cfg = _load(args)
     run = _run(cfg, args.run)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.model_dir(cfg, run)
-    log = train(cfg, run, dataset_dir(cfg, run.dataset), out_dir, paths.checkpoint_file(cfg, run),
+    out_dir = Path(args.out_dir) if args.out_dir else stages.model_dir(cfg, run)
+    log = train(cfg, run, stages.dataset_dir(cfg, run.dataset), out_dir, stages.checkpoint_file(cfg, run),
                 progress=not args.no_progress, device=_device(cfg))
     print(f"{run.run_id}: final query accuracy (last {log['log_every']} iterations) "
           f"{log['query_accuracy'][-1]:.3f} -> {out_dir}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from metalr.data.registry import dataset_dir
     from metalr.evaluate.evaluate import evaluate
     from metalr.train.loop import MODEL_FILE
 
@@ -109,11 +136,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     test = args.test_dataset or run.dataset
     if test != run.dataset:
         config_mod.check_cross_domain_evaluation(cfg, run, test)
-    model = Path(args.model) if args.model else paths.model_dir(cfg, run) / MODEL_FILE
-    tasks = Path(args.tasks) if args.tasks else paths.tasks_file(cfg, test, run.ways, run.shots)
-    default_out = paths.metrics_file(cfg, run) if test == run.dataset else paths.cross_domain_metrics_file(cfg, run, test)
+    model = Path(args.model) if args.model else stages.model_dir(cfg, run) / MODEL_FILE
+    tasks = Path(args.tasks) if args.tasks else stages.tasks_file(cfg, test, run.ways, run.shots)
+    default_out = stages.metrics_file(cfg, run) if test == run.dataset else stages.cross_domain_metrics_file(cfg, run, test)
     out = Path(args.out) if args.out else default_out
-    metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, test), out, progress=not args.no_progress,
+    metrics = evaluate(cfg, run, model, tasks, stages.dataset_dir(cfg, test), out, progress=not args.no_progress,
                        device=_device(cfg), test_dataset=test)
     acc = metrics["accuracy"]
     print(f"{run.run_id} on {test}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
@@ -125,9 +152,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
-    written = build_report(paths.all_metrics_files(cfg), [paths.model_dir(cfg, r) for r in runs],
-                           out_dir, cfg["experiment"], [config_mod.DEFAULT_CONFIG, *map(Path, args.configfile)])
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
+    written = build_report(cfg, _sources(args, cfg), stages.all_metrics_files(cfg),
+                           [stages.model_dir(cfg, r) for r in runs], out_dir)
     print(f"report: {len(written)} files -> {out_dir}")
 
 
@@ -135,7 +162,7 @@ def cmd_pdf(args: argparse.Namespace) -> None:
     from metalr.report.pdf import compile_appendix
 
     cfg = _load(args)
-    gen = Path(args.gendir) if args.gendir else paths.report_dir(cfg)
+    gen = Path(args.gendir) if args.gendir else stages.report_dir(cfg)
     out = Path(args.out) if args.out else gen / "appendix.pdf"
     compile_appendix(Path(args.appendix), gen, out)
     print(f"appendix -> {out}")
@@ -172,7 +199,7 @@ def cmd_scaling(args: argparse.Namespace) -> None:
 
     cfg = _load(args)
     device = devices.resolve_device(args.device)
-    out = Path(args.out) if args.out else paths.scaling_file(cfg)
+    out = Path(args.out) if args.out else stages.scaling_file(cfg)
     print(f"scaling study on {device}: {len(scaling.cases(cfg['analysis']['scaling']))} points")
     scaling.run(cfg, device, out)
     print(f"-> {out}")
@@ -182,19 +209,18 @@ def cmd_scaling_figure(args: argparse.Namespace) -> None:
     from metalr.report import scaling as scaling_report
 
     cfg = _load(args)
-    source = Path(args.scaling_json) if args.scaling_json else paths.scaling_file(cfg)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    source = Path(args.scaling_json) if args.scaling_json else stages.scaling_file(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
     written = scaling_report.write(source, out_dir)
     print(f"scaling figure and macros -> {', '.join(map(str, written))}")
 
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
     from metalr.analysis import fidelity
-    from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
-    out = Path(args.out) if args.out else paths.analysis_dir(cfg) / "fidelity.json"
-    result = fidelity.run(cfg, dataset_dir(cfg, cfg["analysis"]["fidelity"]["dataset"]), out)
+    out = Path(args.out) if args.out else stages.analysis_dir(cfg) / "fidelity.json"
+    result = fidelity.run(cfg, stages.dataset_dir(cfg, cfg["analysis"]["fidelity"]["dataset"]), out)
     print(f"gradient fidelity: {len(result['results'])} comparisons -> {out}")
 
 
@@ -202,7 +228,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
     from metalr.analysis import cost
 
     cfg = _load(args)
-    out = Path(args.out) if args.out else paths.analysis_dir(cfg) / "cost.json"
+    out = Path(args.out) if args.out else stages.analysis_dir(cfg) / "cost.json"
     report = cost.run(cfg, out)
     print(f"cost: {len(report['results'])} algorithm x rule cases -> {out}")
 
@@ -212,10 +238,10 @@ def cmd_analyses(args: argparse.Namespace) -> None:
     from metalr.train.rates import RATES_FILE
 
     cfg = _load(args)
-    analysis = paths.analysis_dir(cfg)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    analysis = stages.analysis_dir(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
     written = build_analyses(cfg, analysis / "fidelity.json", analysis / "cost.json",
-                             [paths.model_dir(cfg, r) / RATES_FILE for r in config_mod.grid_runs(cfg)], out_dir)
+                             [stages.model_dir(cfg, r) / RATES_FILE for r in config_mod.grid_runs(cfg)], out_dir)
     print(f"analyses: {len(written)} files -> {out_dir}")
 
 
@@ -223,14 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, func, help_text: str, resolved: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--configfile", action="append", default=[], metavar="YAML",
                        help="config file layered over config/config.yaml (repeatable, later wins)")
+        if resolved:
+            p.add_argument("--config", metavar="YAML", help="a resolved config (results/<experiment>/config.yaml, "
+                           "written by `metalr config`), read alone: what the workflow's jobs use")
         p.set_defaults(func=func)
         return p
 
     add("validate", cmd_validate, "validate the config and list the grid's runs")
+    add("config", cmd_config, "write the resolved config and the source of each value to results/<experiment>/",
+        resolved=False)
     p = add("data", cmd_data, "build a dataset's preprocessed arrays")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", help="output folder (default: <data.root>/<dataset>)")

@@ -14,8 +14,6 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from metalr import io
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
@@ -227,16 +225,10 @@ class Run:
     seed: int
 
     @property
-    def cell(self) -> str:
-        return f"{self.ways}w{self.shots}s"
-
-    @property
-    def name(self) -> str:
-        return f"{self.algorithm}/{self.rule}/seed{self.seed}"
-
-    @property
     def run_id(self) -> str:
-        return f"{self.dataset}/{self.cell}/{self.name}"
+        from metalr.stages import RUN, run_job  # the layout's one home (metalr.stages imports this module)
+
+        return RUN.format(**run_job(self))
 
     def as_dict(self, experiment: str) -> dict:
         return {"experiment": experiment, **asdict(self), "run_id": self.run_id}
@@ -244,14 +236,12 @@ class Run:
     @classmethod
     def parse(cls, run_id: str) -> "Run":
         """Inverse of ``run_id``: 'glyphs/5w1s/maml/mlplr/seed1'."""
-        try:
-            dataset, cell, algorithm, rule, seed = run_id.split("/")
-            ways, shots = cell.removesuffix("s").split("w")
-            return cls(dataset, int(ways), int(shots), algorithm, rule, int(seed.removeprefix("seed")))
-        except ValueError as exc:
-            raise ConfigError(
-                f"run id {run_id!r} is not of the form <dataset>/<ways>w<shots>s/<algorithm>/<rule>/seed<seed>"
-            ) from exc
+        from metalr.stages import RUN, job_run, parse_run_id
+
+        job = parse_run_id(run_id)
+        if job is None:
+            raise ConfigError(f"run id {run_id!r} is not of the form {RUN.replace('{', '<').replace('}', '>')}")
+        return job_run(job)
 
 
 GRID_KEYS = ("datasets", "algorithms", "rules", "ways", "shots", "seeds")
@@ -303,37 +293,7 @@ def check_run_in_grid(cfg: Mapping[str, Any], run: Run) -> None:
                           f"{[r.run_id for r in grid_runs(cfg)]}")
 
 
-def train_slice(cfg: Mapping[str, Any], run: Run) -> dict:
-    """The config values a training run depends on (and nothing else): its digest triggers reruns."""
-    return {
-        "run": asdict(run),
-        "data": {run.dataset: cfg["data"].get(run.dataset)},
-        "model": cfg["model"],
-        "algorithm": cfg["algorithms"].get(run.algorithm),
-        "rule": cfg["rules"][run.rule],
-        "train": cfg["train"],
-        "deterministic": cfg["deterministic"],
-        "precision": {key: cfg["compute"][key] for key in ("tf32", "autocast")},
-    }
-
-
-def tasks_slice(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int) -> dict:
-    ev = cfg["evaluate"]
-    return {
-        "dataset": dataset, "data": cfg["data"].get(dataset), "ways": ways, "shots": shots,
-        "queries": ev["queries"], "tasks": ev["tasks"], "split": ev["split"], "task_seed": ev["task_seed"],
-    }
-
-
 def evaluation_inner_steps(cfg: Mapping[str, Any], rule: str) -> int:
     """Inner steps at evaluation: ``evaluate.inner_steps``, or ``train.inner_steps`` for the rules in
     ``evaluate.rules_at_train_steps``."""
     return cfg["train"]["inner_steps"] if rule in cfg["evaluate"]["rules_at_train_steps"] else cfg["evaluate"]["inner_steps"]
-
-
-def evaluate_slice(cfg: Mapping[str, Any], run: Run) -> dict:
-    return {"train": train_slice(cfg, run), "evaluate": cfg["evaluate"]}
-
-
-def digest(obj: Any) -> str:
-    return io.sha256_json(obj)[:16]

@@ -1,43 +1,40 @@
 rule data:
     """Build a dataset's preprocessed uint8 arrays and manifest (raw archives: data.mirror or data.downloads)."""
     input:
-        code=sources("data"),
-        splits=lambda w: split_files(w.dataset),
+        unpack(stage_inputs("data")),
     output:
-        dataset_files("{dataset}"),
+        **stage_outputs("data"),
     params:
-        settings=lambda w: metalr_config.digest(config["data"][w.dataset]),
-        config_args=CONFIG_ARGS,
+        settings=stage_settings("data"),
+        code=CODE["data"],
+        args=stage_args("data"),
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/data/{{dataset}}.log",
+        stage_log("data"),
     resources:
         mem_mb=4000,
         runtime=30,
     shell:
-        "metalr data {params.config_args} --dataset {wildcards.dataset} > {log} 2>&1"
+        stage_shell("data")
 
 
 rule tasks:
     """Freeze the hashed list of evaluation tasks shared by every method of a cell."""
     input:
-        data=lambda w: dataset_files(w.dataset),
-        code=sources("tasks"),
+        unpack(stage_inputs("tasks")),
     output:
-        TASKS,
+        **stage_outputs("tasks"),
     params:
-        settings=lambda w: metalr_config.digest(
-            metalr_config.tasks_slice(config, w.dataset, int(w.ways), int(w.shots))
-        ),
-        config_args=CONFIG_ARGS,
+        settings=stage_settings("tasks"),
+        code=CODE["tasks"],
+        args=stage_args("tasks"),
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/tasks/{{dataset}}/{{ways}}w{{shots}}s.log",
+        stage_log("tasks"),
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "metalr tasks {params.config_args} --dataset {wildcards.dataset} "
-        "--ways {wildcards.ways} --shots {wildcards.shots} --out {output} > {log} 2>&1"
+        stage_shell("tasks")

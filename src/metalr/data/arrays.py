@@ -20,10 +20,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from metalr import io
+from metalr.stages import MANIFEST, SPLITS, split_array_files  # noqa: F401 (file names: the layout's one home)
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
 
 
 class DatasetIntegrityError(RuntimeError):
@@ -47,11 +46,11 @@ class SplitArrays:
 
 
 def images_file(split: str) -> str:
-    return f"{split}_images.npy"
+    return split_array_files(split)[0]
 
 
 def labels_file(split: str) -> str:
-    return f"{split}_labels.npy"
+    return split_array_files(split)[1]
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

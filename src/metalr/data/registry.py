@@ -80,7 +80,3 @@ DATASETS: dict[str, DatasetSpec] = {
         images_per_class=lambda cfg: 600,
     ),
 }
-
-
-def dataset_dir(cfg: Mapping[str, Any], dataset: str) -> Path:
-    return Path(cfg["data"]["root"]) / dataset

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from metalr import config as config_mod
-from metalr import allocator, io, precision, seeding
+from metalr import allocator, io, precision, seeding, stages
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.base import Task
 from metalr.config import Run
@@ -54,7 +54,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     precision.configure(cfg["compute"])
     allocator.configure(cfg["compute"]["cpu_allocator"])
     model = torch.load(model_path, weights_only=False, map_location=device)
-    expected = config_mod.train_slice(cfg, run)
+    expected = stages.settings("train", cfg, stages.run_job(run))
     if model["config"] != expected:
         raise config_mod.ConfigError(f"model {model_path} was trained with a different config than run "
                                      f"{run.run_id} asks for; retrain it")
@@ -82,6 +82,8 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
         accuracies.append(accuracy)
         rates.append(task_rates)
     rates = np.stack(rates)
+    stage, job = stages.evaluation_job(run, test_dataset)
+    identity = stages.settings(stage, cfg, job)
     metrics = {
         "run": run.as_dict(cfg["experiment"]),
         "evaluation": {"dataset": test_dataset, "ways": run.ways, "shots": run.shots, "split": task_list["split"],
@@ -96,8 +98,8 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
             "max_per_step": [round(float(v), 6) for v in rates.max(axis=0)],
         },
         "model": {"path": str(model_path), "sha256": io.sha256_file(model_path)},
-        "config_digest": config_mod.digest(config_mod.evaluate_slice(cfg, run)),
-        "config": config_mod.evaluate_slice(cfg, run),
+        "config_digest": stages.digest(identity),
+        "config": identity,
     }
     io.write_json(out_path, metrics)
     return metrics

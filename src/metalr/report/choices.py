@@ -1,21 +1,17 @@
 """Choices ledger: every config value an experiment used, with where it comes from.
 
-The provenance of a key is the tag that opens its comment in the config files, e.g.
-``lr: 0.4  # [MAML] inner rate ...``. Files are layered in order (config/config.yaml first); a later
-file's tag on a key overrides an earlier one, and a key without a tag of its own takes its nearest
-tagged parent's (``download:  # [ours] retries ...`` covers ``download.attempts``). Tags map to one of
-three sources: the paper, a cited reference, or our choice.
+The source of a value is its tag in the config files' comments (``lr: 0.4  # [MAML] ...``), recorded by
+the config stage beside the resolved config (metalr.provenance), with the layer that set it. Tags map to
+one of three sources: the paper, a cited reference, or our choice.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
-from metalr import config as config_mod
+from metalr.provenance import leaves
 
 PAPER = "paper"
 OURS = "our choice"
@@ -33,9 +29,6 @@ def _registries() -> dict[str, set[str]]:
 
     return {"datasets": set(DATASETS), "algorithms": set(ALGORITHMS), "rules": set(RULES)}
 
-_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?P<rest>.*)$")
-_TAG = re.compile(r"^#\s*\[(?P<tag>[^\]]+)\]")
-
 
 @dataclass(frozen=True)
 class Choice:
@@ -43,27 +36,7 @@ class Choice:
     value: str
     tag: str  # '' when neither the key nor a parent is tagged
     source: str
-    set_in: str  # the last config file that sets the value
-
-
-def comment_tags(path: Path) -> dict[str, str]:
-    """Dotted key path -> the tag opening its inline comment, for every tagged key of one YAML file."""
-    tags: dict[str, str] = {}
-    stack: list[tuple[int, str]] = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        m = _KEY_LINE.match(line)
-        if not m:  # blank, comment-only, or a list item of the previous key's value
-            continue
-        indent = len(m["indent"])
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        stack.append((indent, m["key"]))
-        rest = m["rest"]
-        hash_at = re.search(r"(^|\s)#", rest)
-        tag = _TAG.match(rest[hash_at.start():].lstrip()) if hash_at else None
-        if tag:
-            tags[".".join(k for _, k in stack)] = tag["tag"].strip()
-    return tags
+    set_in: str  # the layer that sets the value: 'defaults' or 'layer k'
 
 
 def source_of(tag: str) -> str:
@@ -77,28 +50,23 @@ def source_of(tag: str) -> str:
     return f"cited reference ({tag}, {CITED[tag]})" if tag in CITED else f"cited reference ({tag})"
 
 
-def leaves(cfg: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """(dotted key, value) of every non-mapping value; lists are leaves."""
-    for key, value in cfg.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from leaves(value, path + ".")
-        else:
-            yield path, value
-
-
 def format_value(value: Any) -> str:
     """YAML flow style, as one would write it in the config."""
     return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
 
 
-def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None) -> list[Choice]:
-    """One Choice per leaf of the merged config, in file order. ``used`` maps 'datasets' / 'algorithms' /
-    'rules' to the names the experiment ran; the settings of other datasets, algorithms and rules
-    (data.<dataset>, algorithms.<name>, rules.<name>) are left out (all are kept when ``used`` is None)."""
-    files = [Path(f) for f in config_files]
-    cfg = config_mod.load(files)
-    per_file = [(f, config_mod.read_yaml(f), comment_tags(f)) for f in files]
+def set_in(layer: int) -> str:
+    """Which config layer set a value: the defaults (config/config.yaml) or the k-th file over them."""
+    return "defaults" if layer == 0 else f"layer {layer}"
+
+
+def ledger(cfg: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
+           used: Mapping[str, set[str]] | None = None) -> list[Choice]:
+    """One Choice per leaf of the resolved config ``cfg``, in config order, with its source from ``sources``
+    (metalr.provenance.sources). ``used`` maps 'datasets' / 'algorithms' / 'rules' to the names the
+    experiment ran; the settings of other datasets, algorithms and rules (data.<dataset>,
+    algorithms.<name>, rules.<name>) are left out (all are kept when ``used`` is None). Raises ValueError
+    when ``sources`` lacks a key of ``cfg`` (they were not written together)."""
     known = _registries() if used is not None else {}
     out = []
     for key, value in leaves(cfg):
@@ -107,23 +75,12 @@ def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None)
         if used is not None and kind and len(parts) > 2 and parts[1] in known[kind] \
                 and parts[1] not in used.get(kind, set()):
             continue
-        tag = ""
-        for depth in range(len(parts), 0, -1):  # the key itself, then its parents
-            prefix = ".".join(parts[:depth])
-            found = [tags[prefix] for _, _, tags in per_file if prefix in tags]
-            if found:
-                tag = found[-1]
-                break
-        set_in = [f for f, data, _ in per_file if config_mod.has_key(data, parts)][-1]
-        out.append(Choice(key, format_value(value), tag, source_of(tag), _display_path(set_in)))
+        if key not in sources:
+            raise ValueError(f"the config sources have no entry for {key}: they belong to another config; "
+                             "rewrite both with `metalr config`")
+        tag = sources[key]["tag"]
+        out.append(Choice(key, format_value(value), tag, source_of(tag), set_in(int(sources[key]["layer"]))))
     return out
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(config_mod.REPO_ROOT).as_posix()
-    except ValueError:
-        return path.name
 
 
 def counts(choices: list[Choice]) -> dict[str, int]:

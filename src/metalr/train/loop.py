@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from metalr import config as config_mod
-from metalr import allocator, io, precision, seeding
+from metalr import allocator, io, precision, seeding, stages
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.meta_batch import accumulate_meta_gradient, uses_vmap
 from metalr.config import Run
@@ -54,7 +53,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     precision.configure(cfg["compute"])
     allocator.configure(cfg["compute"]["cpu_allocator"])
     forward_context = precision.forward_context(cfg["compute"], device)
-    run_config = config_mod.train_slice(cfg, run)
+    run_config = stages.settings("train", cfg, stages.run_job(run))  # the run's identity
     split = load_split(data_dir, "train")
     by_class = split.indices_by_class()
     algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
@@ -134,7 +133,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     model = {
         "run": run.as_dict(cfg["experiment"]),
         "config": run_config,
-        "config_digest": config_mod.digest(run_config),
+        "config_digest": stages.digest(run_config),
         "image_shape": list(split.images.shape[1:]),
         "params": {k: v.detach().cpu() for k, v in params.items()},
         "meta": {k: v.detach().cpu() for k, v in meta.items()},
