@@ -87,7 +87,7 @@ SPLIT_FILES = "config/splits/{dataset}"
 
 # ------------------------------------------------------------------------------------------ code parts
 PACKAGE = "src/metalr"
-SHARED = ("__init__.py", "__main__.py", "cli.py", "config.py", "devices.py", "io.py", "provenance.py",
+SHARED = ("__init__.py", "__main__.py", "cli.py", "config.py", "devices.py", "io.py", "plugins.py", "provenance.py",
           "seeding.py", "stages.py")
 SCHEMA = "config/schema.yaml"
 

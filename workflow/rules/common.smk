@@ -14,7 +14,7 @@ from metalr import provenance as metalr_provenance
 from metalr import stages as metalr_stages
 
 try:
-    metalr_config.validate(config)
+    config.update(metalr_config.resolve(config))  # the plug-ins' default settings filled in, then validated
 except metalr_config.ConfigError as error:
     sys.exit(f"metalr: {error}")
 

@@ -22,7 +22,6 @@ ENTITY_SECTIONS = {"data": "datasets", "algorithms": "algorithms", "rules": "rul
 
 
 def _registries() -> dict[str, set[str]]:
-    # imported here: the registries import torch
     from metalr.algorithms import ALGORITHMS
     from metalr.data.registry import DATASETS
     from metalr.steprules import RULES
@@ -36,7 +35,7 @@ class Choice:
     value: str
     tag: str  # '' when neither the key nor a parent is tagged
     source: str
-    set_in: str  # the layer that sets the value: 'defaults' or 'layer k'
+    set_in: str  # the layer that sets the value: 'defaults', the plug-in module declaring it, or 'layer k'
 
 
 def source_of(tag: str) -> str:
@@ -55,9 +54,12 @@ def format_value(value: Any) -> str:
     return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
 
 
-def set_in(layer: int) -> str:
-    """Which config layer set a value: the defaults (config/config.yaml) or the k-th file over them."""
-    return "defaults" if layer == 0 else f"layer {layer}"
+def set_in(source: Mapping[str, Any]) -> str:
+    """Which layer set a value: the defaults (config/config.yaml, or the plug-in module that declares it)
+    or the k-th config file over them."""
+    if source["layer"]:
+        return f"layer {source['layer']}"
+    return source.get("declared_in", "defaults")
 
 
 def ledger(cfg: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
@@ -79,7 +81,7 @@ def ledger(cfg: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
             raise ValueError(f"the config sources have no entry for {key}: they belong to another config; "
                              "rewrite both with `metalr config`")
         tag = sources[key]["tag"]
-        out.append(Choice(key, format_value(value), tag, source_of(tag), set_in(int(sources[key]["layer"]))))
+        out.append(Choice(key, format_value(value), tag, source_of(tag), set_in(sources[key])))
     return out
 
 
