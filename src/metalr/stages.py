@@ -76,7 +76,7 @@ REPORT_TEXT_OUTPUTS = ("summary.csv", "paired.csv", "tables.tex", "cross_domain_
 REPORT_FIGURE_OUTPUTS = ("ways.pdf", "cross_domain.pdf", "lambda.pdf", "lambda.png", "training.pdf")
 # For DVC: one flat summary (`metrics:`) and the curves (`plots:`), a column per run.
 REPORT_DVC_OUTPUTS = ("metrics.json", "training_loss.csv", "training_accuracy.csv", "stepsizes.csv")
-REPORT_OUTPUTS = REPORT_TEXT_OUTPUTS + REPORT_FIGURE_OUTPUTS + REPORT_DVC_OUTPUTS
+REPORT_OUTPUTS = REPORT_TEXT_OUTPUTS + REPORT_DVC_OUTPUTS + REPORT_FIGURE_OUTPUTS  # the order the report writes them
 ANALYSIS_OUTPUTS = ("fidelity.pdf", "stepsizes.pdf", "cost.tex", "analyses_macros.tex")
 SCALING_OUTPUTS = ("scaling.pdf", "scaling-macros.tex")
 TEMPLATES = "paper/templates"
@@ -488,13 +488,14 @@ def _plain(value: Any) -> Any:
 
 
 def settings(stage: str | Stage, cfg: Cfg, job: Mapping[str, str], sources: Mapping[str, Any] | None = None) -> dict:
-    """A job's identity: its wildcards and the resolved value of each key it reads (plain data, JSON-safe).
+    """A job's identity: its wildcards (``job``) and the resolved value of each key it reads, by dotted key
+    (plain data, JSON-safe).
 
     Training stores it with a model (and refuses to resume a checkpoint with another), evaluation with
     its metrics. ``sources`` (the source of every value, metalr.provenance) is required by the stages
     that read it (the report)."""
     stage = STAGES[stage] if isinstance(stage, str) else stage
-    identity = {"job": dict(job), "config": {key: lookup(cfg, key) for key in stage.reads(cfg, job)}}
+    identity = {"job": dict(job), **{key: lookup(cfg, key) for key in stage.reads(cfg, job)}}
     if stage.reads_sources:
         if sources is None:
             raise ValueError(f"stage {stage.name} reads the sources of the config's values; pass them")

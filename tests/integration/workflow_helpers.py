@@ -1,7 +1,12 @@
-"""Running Snakemake (and DVC) in a copy of the workflow, and reading its plans."""
+"""Running Snakemake and DVC in a copy of the workflow, and reading their plans.
+
+Both run from the virtual environment's bin folder by absolute path, with that folder NOT on PATH:
+the README's `.venv/bin/snakemake ...` without an activated environment must work.
+"""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -13,9 +18,11 @@ from typing import Callable, Iterator
 from metalr.config import REPO_ROOT
 
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+SNAKEMAKE, DVC = str(BIN / "snakemake"), str(BIN / "dvc")
+ENV = {**os.environ, "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                             if Path(p).resolve() != BIN.resolve())}
 COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/sections", "paper/templates", "src", ".dvc/config",
-          ".dvcignore", "tests/data"]
+          ".dvcignore", ".gitignore", "tests/data"]
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -25,15 +32,34 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def metalr(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "metalr", *args], cwd, check)
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Job counts per rule from the (first) "Job stats" table Snakemake prints."""
     table = output.split("Job stats:")[1].split("\n\n")[0] if "Job stats:" in output else ""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
+def dry_run(cwd: Path, *args: str) -> str:
+    return run([SNAKEMAKE, "-n", "--cores", "1", *args], cwd).stdout
+
+
 def planned_jobs(cwd: Path, *args: str) -> dict[str, int]:
     """Job counts per rule from Snakemake's dry-run summary."""
-    return job_counts(run(["snakemake", "-n", "--cores", "1", *args], cwd).stdout)
+    return job_counts(dry_run(cwd, *args))
+
+
+def params_changed(plan: str) -> dict[str, int]:
+    """Per rule, the planned jobs whose reason is a changed param (their own identity, not an upstream job)."""
+    counts: dict[str, int] = {}
+    for block in re.split(r"^\S*rule (?=\w+:$)", plan, flags=re.M)[1:]:
+        rule = block.split(":", 1)[0]
+        reason = re.search(r"^\s+reason: (.+)$", block, re.M)
+        if reason and "Params have changed" in reason.group(1):
+            counts[rule] = counts.get(rule, 0) + 1
+    return counts
 
 
 def copy_workflow(root: Path) -> Path:
@@ -46,16 +72,31 @@ def copy_workflow(root: Path) -> Path:
     return root
 
 
-def job_outputs(dry_run: str) -> list[list[str]]:
+def job_outputs(dry_run_text: str) -> list[list[str]]:
     """Per planned job, the output and log files a dry run lists (paths hold no ', ')."""
     jobs = []
-    for block in re.split(r"^\S*rule \w+:$", dry_run, flags=re.M)[1:]:
+    for block in re.split(r"^\S*rule \w+:$", dry_run_text, flags=re.M)[1:]:
         files = []
         for key in ("output", "log"):
             found = re.search(rf"^\s+{key}: (.+)$", block, re.M)
             files += found.group(1).split(", ") if found else []
         jobs.append(files)
     return jobs
+
+
+def dvc_ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def dvc_repro(root: Path, *args: str) -> set[str]:
+    """The stages `dvc repro` runs."""
+    result = run([DVC, "repro", *args], root)
+    return dvc_ran(result.stdout + result.stderr)
+
+
+def dvc_changed(root: Path) -> set[str]:
+    """The stages whose own dependencies, params or outputs `dvc status` finds changed."""
+    return set(json.loads(run([DVC, "status", "--json"], root).stdout or "{}"))
 
 
 @contextlib.contextmanager

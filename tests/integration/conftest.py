@@ -1,0 +1,21 @@
+import pytest
+
+from metalr.report.pdf import latex_available
+from tests.integration.workflow_helpers import SNAKEMAKE, copy_workflow, metalr, run
+
+# The tiny config, no PDF where LaTeX is absent (Snakemake and dvc.yaml must agree on the PDF stage), and an
+# empty layer over them that tests write values into.
+TINY = (["--configfile", "tests/data/tiny.yaml"]
+        + ([] if latex_available() else ["--configfile", "tests/data/no-latex.yaml"])
+        + ["--configfile", "tests/data/tiny-layer.yaml"])
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny config's whole workflow, run by Snakemake in a fresh copy that is a git and DVC repository
+    whose dvc.yaml is generated for the same config files, so Snakemake's last step records for DVC."""
+    root = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    run(["git", "init", "-q"], root)
+    metalr(root, "dvc-yaml", *TINY)
+    result = run([SNAKEMAKE, "--cores", "2", "--printshellcmds", *TINY], root)
+    return root, result
