@@ -25,3 +25,16 @@ rule all:
     input:
         final_targets(),
     default_target: True
+
+
+onstart:
+    # Jobs read the resolved config: rewritten here, before any job runs, when its content changed.
+    metalr_stages.write_resolved(config, SOURCES)
+
+
+onsuccess:
+    # The handover to DVC: record what this run made in dvc.lock, so `dvc repro` reruns nothing.
+    from metalr import dvcgen
+
+    done = [(job.rule.name, dict(job.wildcards_dict)) for job in workflow.dag.jobs]
+    print(f"metalr: {dvcgen.record(CONFIGFILES, done)}", file=sys.stderr)

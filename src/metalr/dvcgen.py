@@ -35,7 +35,7 @@ def wants_pdf(cfg: Mapping[str, Any]) -> bool:
 
 def _stage(stage: Stage, cfg: Mapping[str, Any], job: stages.Job, root: Path) -> dict:
     deps = [path for paths in stage.inputs(cfg, job, root).values() for path in paths] + stages.code_parts(stage)
-    entry: dict[str, Any] = {"cmd": stages.command_line(stage, cfg, job), "deps": deps}
+    entry: dict[str, Any] = {"desc": stage.doc, "cmd": stages.command_line(stage, cfg, job), "deps": deps}
     keys = stages.dvc_params(stage, cfg, job)
     if keys:
         entry["params"] = [{fill(stages.RESOLVED_CONFIG, cfg): keys}]
@@ -46,7 +46,7 @@ def _stage(stage: Stage, cfg: Mapping[str, Any], job: stages.Job, root: Path) ->
 def _config_stage(config_files: list[str], cfg: Mapping[str, Any]) -> dict:
     # config/config.yaml is the CLI's default layer: the command names only the files over it
     args = [arg for path in config_files[1:] for arg in ("--configfile", path)]
-    return {"cmd": shlex.join(["python", "-m", "metalr", "config", *args]),
+    return {"desc": STAGES["config"].doc, "cmd": shlex.join(["python", "-m", "metalr", "config", *args]),
             "deps": list(config_files) + stages.code_parts("config"),
             "outs": list(STAGES["config"].outputs(cfg, {}).values())}
 
@@ -56,9 +56,9 @@ def _plots(cfg: Mapping[str, Any]) -> list[dict]:
     runs = stages.training_curve_columns(cfg)
     evaluations = stages.stepsize_columns(cfg)
     return [
-        {"training query loss": {"x": "iteration", "y": {f"{folder}/training_loss.csv": runs},
+        {"training query loss": {"x": "iteration", "y": {f"{folder}/training_loss.csv": list(runs)},
                                  "x_label": "meta-iteration", "y_label": "query loss (mean over the log window)"}},
-        {"training query accuracy": {"x": "iteration", "y": {f"{folder}/training_accuracy.csv": runs},
+        {"training query accuracy": {"x": "iteration", "y": {f"{folder}/training_accuracy.csv": list(runs)},
                                      "x_label": "meta-iteration", "y_label": "query accuracy"}},
         {"evaluation step sizes": {"x": "step", "y": {f"{folder}/stepsizes.csv": evaluations},
                                    "x_label": "inner step", "y_label": "mean inner step size (lambda)"}},

@@ -225,7 +225,7 @@ def _committed(root: Path, folder: str, glob: str, exclude: Iterable[str] = ()) 
 class Stage:
     name: str  # the Snakemake rule; DVC stages are <name>_<job key>
     command: str  # `metalr <command>`
-    doc: str
+    doc: str  # what it does (DVC's `desc`)
     wildcards: tuple[str, ...]
     key: str  # the job's path-like key (a pattern of the wildcards); names its DVC stage and log
     jobs: Callable[[Cfg], list[Job]]
@@ -236,7 +236,7 @@ class Stage:
     also_reads: tuple[str, ...] = ()
     code: tuple[str, ...] = ()
     reads_sources: bool = False  # the report: the source tag of every value (the choices ledger)
-    reads_config: bool = True  # every stage but `bench` runs on the resolved config
+    reads_config: bool = True  # runs on the resolved config (all but `config`, which writes it, and `bench`)
 
     def pattern_job(self) -> Job:
         """The job whose values are its wildcards' names: fills paths into Snakemake patterns."""
@@ -340,7 +340,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         wildcards=(), key="", jobs=_single,
         outputs=lambda cfg, job: {"config": fill(RESOLVED_CONFIG, cfg), "sources": fill(CONFIG_SOURCES, cfg)},
         inputs=lambda cfg, job, root: {}, reads=lambda cfg, job: sorted(cfg),
-        argv=lambda cfg, job: [], reads_config=False),
+        argv=lambda cfg, job: [], reads_config=False, code=("algorithms", "steprules")),  # their SPECs: defaults
     Stage(
         name="data", command="data", doc="build a dataset's preprocessed arrays and manifest",
         wildcards=("dataset",), key="{dataset}", jobs=_data_jobs,

@@ -3,11 +3,12 @@ import pytest
 from metalr.report.pdf import latex_available
 from tests.integration.workflow_helpers import SNAKEMAKE, copy_workflow, metalr, run
 
-# The tiny config, no PDF where LaTeX is absent (Snakemake and dvc.yaml must agree on the PDF stage), and an
-# empty layer over them that tests write values into.
-TINY = (["--configfile", "tests/data/tiny.yaml"]
-        + ([] if latex_available() else ["--configfile", "tests/data/no-latex.yaml"])
-        + ["--configfile", "tests/data/tiny-layer.yaml"])
+# The tiny config, no PDF where LaTeX is absent (Snakemake and dvc.yaml must agree on the PDF stage), and a
+# layer over them that tests write values into.
+TINY_FILES = (["tests/data/tiny.yaml"] + ([] if latex_available() else ["tests/data/no-latex.yaml"])
+              + ["tests/data/tiny-layer.yaml"])
+TINY = ["--configfile", *TINY_FILES]  # Snakemake's: one option, the files in order (a second one replaces it)
+TINY_METALR = [arg for path in TINY_FILES for arg in ("--configfile", path)]  # metalr's: the option repeated
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,6 @@ def tiny(tmp_path_factory):
     whose dvc.yaml is generated for the same config files, so Snakemake's last step records for DVC."""
     root = copy_workflow(tmp_path_factory.mktemp("tiny"))
     run(["git", "init", "-q"], root)
-    metalr(root, "dvc-yaml", *TINY)
+    metalr(root, "dvc-yaml", *TINY_METALR)
     result = run([SNAKEMAKE, "--cores", "2", "--printshellcmds", *TINY], root)
     return root, result

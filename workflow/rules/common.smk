@@ -1,6 +1,6 @@
-# Helpers shared by the rules; no rules. Every rule is derived from the table of stages (metalr.stages):
-# its inputs, outputs, params and command. Planning imports the table and the config, nothing heavier
-# (no torch, pandas or matplotlib), so a dry run of any grid takes seconds.
+# Helpers shared by the rules; no rules. Each rule's inputs, outputs, params and command come from the table
+# of stages (metalr.stages). Planning imports the table and the config, nothing heavier (no torch, pandas or
+# matplotlib), so a dry run of any grid takes seconds.
 import os
 import shlex
 import shutil
@@ -9,7 +9,6 @@ from pathlib import Path
 
 from metalr import config as metalr_config
 from metalr import devices as metalr_devices
-from metalr import dvcgen as metalr_dvcgen
 from metalr import provenance as metalr_provenance
 from metalr import stages as metalr_stages
 
@@ -39,10 +38,13 @@ RESOLVED = STAGES["config"].outputs(config, {})
 if not all(Path(path).is_file() for path in RESOLVED.values()):
     metalr_stages.write_resolved(config, SOURCES)
 
-# The interpreter that runs Snakemake runs every job (`{PYTHON} -m metalr ...`), so `.venv/bin/snakemake`
-# works without an activated environment. A global, not a param nor literal text in the shell templates:
-# Snakemake compares those to decide reruns, and moving the environment must rerun nothing.
-PYTHON = shlex.quote(sys.executable)
+# The interpreter that runs Snakemake runs every job (`"$METALR_PYTHON" -m metalr ...`), so `.venv/bin/snakemake`
+# works without an activated environment; under `--sdm conda`, the job environment's own `python`. Set in the
+# shell prefix, neither a param nor text of a rule's command: Snakemake compares those to decide reruns, and a
+# moved environment must rerun nothing.
+IN_CONDA = any(method.name == "CONDA" for method in workflow.deployment_settings.deployment_method)
+PYTHON = "python" if IN_CONDA else sys.executable
+shell.prefix(f"set -euo pipefail; export METALR_PYTHON={shlex.quote(PYTHON)}; ".replace("{", "{{").replace("}", "}}"))
 CONDA_ENV = "../envs/metalr.yaml"
 # GPUs per training/evaluation job: one when the jobs will run on CUDA. A cluster profile sets it
 # explicitly (workflow/profiles/slurm), since the planning host may have no GPU.
@@ -74,7 +76,7 @@ wildcard_constraints:
     seed="[0-9]+",
     name="[^/]+",
 
-# Per stage, what its rule declares. Code is a content digest (params.code): an edit reruns exactly the
+# Per stage, what its rule declares. Code is a content digest, params.code; an edit reruns exactly the
 # stages that run the file, and a checkout or a copied repository reruns nothing.
 CODE = {name: metalr_stages.code_digest(name, ROOT) for name in STAGES}
 
@@ -111,19 +113,9 @@ def stage_shell(name):
     """The command template: the same for every job of a stage and every machine (Snakemake's code trigger)."""
     stage = STAGES[name]
     config_arg = " --config {input.config:q}" if stage.reads_config else ""
-    return "{PYTHON} -m metalr " + stage.command + config_arg + " {params.args} > {log:q} 2>&1"
+    return f'"$METALR_PYTHON" -m metalr {stage.command}{config_arg} {{params.args}} > {{log:q}} 2>&1'
 
 
 def final_targets():
     return [path for stage in metalr_stages.default_stages(WANT_PDF) for job in stage.jobs(config)
             for path in stage.outputs(config, job).values()]
-
-
-onstart:
-    metalr_stages.write_resolved(config, SOURCES)
-
-
-onsuccess:
-    # The handover to DVC: record what this run made in dvc.lock, so `dvc repro` reruns nothing.
-    done = [(job.rule.name, dict(job.wildcards_dict)) for job in workflow.dag.jobs]
-    print(f"metalr: {metalr_dvcgen.record(CONFIGFILES, done)}", file=sys.stderr)
