@@ -66,7 +66,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 
     cfg = _load(args)
     written = stages.write_resolved(cfg, provenance.sources(_config_files(args), cfg))
-    outputs = stages.STAGES["config"].outputs(cfg, {})
+    outputs = stages.STAGES["resolved_config"].outputs(cfg, {})
     print(f"resolved config of experiment {cfg['experiment']!r} -> {outputs['config']} (sources: {outputs['sources']}); "
           f"{'rewritten: ' + ', '.join(map(str, written)) if written else 'unchanged'}")
 

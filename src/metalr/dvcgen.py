@@ -1,7 +1,7 @@
 """dvc.yaml from the table of stages (metalr.stages): the same jobs, paths and command lines as Snakemake.
 
 ``metalr dvc-yaml --configfile X`` writes it for any config; run it again when the grid or the list of
-config files changes, not when values change. Stage ``config`` depends on the config files and writes
+config files changes, not when values change. Stage ``resolved_config`` depends on the config files and writes
 the resolved config; every other stage lists, as ``params:`` of that resolved file, exactly the keys it
 reads (``Stage.reads``), so a value changed in any layered file reruns exactly the stages that read it,
 without regenerating anything. Code is a dependency on the package folders and files a stage runs.
@@ -46,9 +46,9 @@ def _stage(stage: Stage, cfg: Mapping[str, Any], job: stages.Job, root: Path) ->
 def _config_stage(config_files: list[str], cfg: Mapping[str, Any]) -> dict:
     # config/config.yaml is the CLI's default layer: the command names only the files over it
     args = [arg for path in config_files[1:] for arg in ("--configfile", path)]
-    return {"desc": STAGES["config"].doc, "cmd": shlex.join(["python", "-m", "metalr", "config", *args]),
-            "deps": list(config_files) + stages.code_parts("config"),
-            "outs": list(STAGES["config"].outputs(cfg, {}).values())}
+    stage = STAGES["resolved_config"]
+    return {"desc": stage.doc, "cmd": shlex.join(["python", "-m", "metalr", stage.command, *args]),
+            "deps": list(config_files) + stages.code_parts(stage), "outs": list(stage.outputs(cfg, {}).values())}
 
 
 def _plots(cfg: Mapping[str, Any]) -> list[dict]:
@@ -69,7 +69,7 @@ def generate(config_files: list[str], root: Path = Path(".")) -> dict:
     """dvc.yaml as data. ``config_files``: config/config.yaml first, then the layered files, as paths
     relative to ``root`` (the repository), which is where DVC runs the commands."""
     cfg = config_mod.load([root / f for f in config_files])
-    entries = {"config": _config_stage(config_files, cfg)}
+    entries = {"resolved_config": _config_stage(config_files, cfg)}
     for stage in stages.default_stages(wants_pdf(cfg)):
         for job in stage.jobs(cfg):
             entries[stage.dvc_name(job)] = _stage(stage, cfg, job, root)
@@ -101,7 +101,7 @@ def record(config_files: list[str], done: Iterable[tuple[str, Mapping[str, str]]
         return (f"dvc.yaml is not generated from these config files, so nothing was recorded for DVC; run "
                 f"`metalr dvc-yaml {args}` and `dvc commit` to record this run")
     cfg = config_mod.load([root / f for f in config_files])
-    names = ["config"] + stage_names(cfg, done)
+    names = ["resolved_config"] + stage_names(cfg, done)
     result = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *names], cwd=root,
                             capture_output=True, text=True)
     if result.returncode != 0:

@@ -87,8 +87,9 @@ SPLIT_FILES = "config/splits/{dataset}"
 
 # ------------------------------------------------------------------------------------------ code parts
 PACKAGE = "src/metalr"
-SHARED = ("__init__.py", "__main__.py", "cli.py", "config.py", "devices.py", "io.py", "plugins.py", "provenance.py",
-          "seeding.py", "stages.py")
+# What every job runs: the command line, the config and its validation (the registries), the table.
+SHARED = ("__init__.py", "__main__.py", "cli.py", "config.py", "io.py", "plugins.py", "stages.py", "algorithms/__init__.py",
+          "steprules/__init__.py", "data/__init__.py", "data/registry.py")
 SCHEMA = "config/schema.yaml"
 
 
@@ -335,7 +336,7 @@ MODEL_CODE = ("models", "algorithms", "steprules", "precision.py", "allocator.py
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage(
-        name="config", command="config", doc="resolve the layered config files into the experiment's config and "
+        name="resolved_config", command="config", doc="resolve the layered config files into the experiment's config and "
         "the source of each value (written by Snakemake itself; a stage of its own in DVC)",
         wildcards=(), key="", jobs=_single,
         outputs=lambda cfg, job: {"config": fill(RESOLVED_CONFIG, cfg), "sources": fill(CONFIG_SOURCES, cfg)},
@@ -356,12 +357,11 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         wildcards=("dataset", "ways", "shots"), key=CELL, jobs=_task_jobs,
         outputs=lambda cfg, job: {"tasks": fill(TASKS, cfg, job)},
         inputs=lambda cfg, job, root: {"data": dataset_files(cfg, job["dataset"], [cfg["evaluate"]["split"]])},
-        reads=lambda cfg, job: ["experiment", "evaluate.split", "evaluate.queries", "evaluate.tasks",
-                                "evaluate.task_seed"],
+        reads=lambda cfg, job: ["evaluate.split", "evaluate.queries", "evaluate.tasks", "evaluate.task_seed"],
         also_reads=("data.root",),
         argv=lambda cfg, job: ["--dataset", job["dataset"], "--ways", job["ways"], "--shots", job["shots"],
                                "--out", fill(TASKS, cfg, job)],
-        code=("data",)),
+        code=("data", "algorithms/base.py", "steprules/base.py")),  # the task list's episodes hold a Task
     Stage(
         name="train", command="train", doc="meta-train one run (resumable from its checkpoint in work/)",
         wildcards=RUN_WILDCARDS, key=RUN, jobs=_train_jobs, outputs=_model_outputs,
@@ -408,8 +408,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         wildcards=(), key="", jobs=_single,
         outputs=lambda cfg, job: {"cost": fill(ANALYSIS, cfg) + "/cost.json"},
         inputs=lambda cfg, job, root: {},
-        reads=lambda cfg, job: ["experiment", "analysis.cost", "train.inner_steps", "compute.device",
-                                "compute.cpu_allocator"],
+        reads=lambda cfg, job: ["analysis.cost", "train.inner_steps", "compute.device", "compute.cpu_allocator"],
         argv=lambda cfg, job: ["--out", fill(ANALYSIS, cfg) + "/cost.json"],
         code=("bench.py", "analysis", "train") + MODEL_CODE),
     Stage(
@@ -428,8 +427,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         wildcards=(), key="", jobs=_single,
         outputs=lambda cfg, job: {"scaling": fill(ANALYSIS, cfg) + "/scaling.json"},
         inputs=lambda cfg, job, root: {},
-        reads=lambda cfg, job: ["experiment", "analysis.scaling", "train.threads", "compute.device",
-                                "compute.cpu_allocator", "rules.fixed"]
+        reads=lambda cfg, job: ["analysis.scaling", "train.threads", "compute.cpu_allocator", "rules.fixed"]
         + [f"algorithms.{name}" for name in cfg["analysis"]["scaling"]["algorithms"]],
         argv=lambda cfg, job: ["--out", fill(ANALYSIS, cfg) + "/scaling.json"],
         code=("bench.py", "scaling.py", "train") + MODEL_CODE),
@@ -437,7 +435,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         name="scaling_figure", command="scaling-figure", doc="the scaling figure and its macros (plotting only)",
         wildcards=(), key="", jobs=_single, outputs=_generated(SCALING_OUTPUTS),
         inputs=lambda cfg, job, root: {"scaling": [fill(ANALYSIS, cfg) + "/scaling.json"]},
-        reads=lambda cfg, job: ["experiment"],
+        reads=lambda cfg, job: [],
         argv=lambda cfg, job: ["--scaling-json", fill(ANALYSIS, cfg) + "/scaling.json", "--out-dir",
                                fill(GENERATED, cfg)],
         code=("report",)),
@@ -464,7 +462,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
 def default_stages(pdf: bool) -> list[Stage]:
     """The stages whose every job `snakemake` (rule all) and dvc.yaml run: all but config and bench, and
     the PDF only when asked for (``pdf``: report.latex, with `auto` resolved by the caller)."""
-    return [s for s in STAGES.values() if s.name not in ("config", "bench") and (pdf or s.name != "appendix_pdf")]
+    return [s for s in STAGES.values() if s.name not in ("resolved_config", "bench") and (pdf or s.name != "appendix_pdf")]
 
 
 # --------------------------------------------------------------------------------------- identity
@@ -530,7 +528,9 @@ def _has(cfg: Cfg, key: str) -> bool:
 def code_parts(stage: str | Stage) -> list[str]:
     """Repository paths of the package files and folders a stage's job runs, and the config schema."""
     stage = STAGES[stage] if isinstance(stage, str) else stage
-    return [f"{PACKAGE}/{part}" for part in SHARED + stage.code] + [SCHEMA]
+    parts = [part for part in SHARED + stage.code
+             if not any(part.startswith(folder + "/") for folder in stage.code)]  # a file of a listed folder
+    return [f"{PACKAGE}/{part}" for part in dict.fromkeys(parts)] + [SCHEMA]
 
 
 def code_files(stage: str | Stage, root: Path) -> list[Path]:
@@ -583,7 +583,7 @@ def write_resolved(cfg: Cfg, sources: Mapping[str, Any], root: Path = Path("."))
     """Write the config stage's outputs where their content differs (atomically); return those written.
     Unchanged files keep their bytes and timestamps."""
     written = []
-    outputs = STAGES["config"].outputs(cfg, {})
+    outputs = STAGES["resolved_config"].outputs(cfg, {})
     for name, text in resolved_texts(cfg, sources).items():
         path = root / outputs[name]
         if not path.is_file() or path.read_text(encoding="utf-8") != text:

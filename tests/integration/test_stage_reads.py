@@ -50,9 +50,9 @@ def recorded(finished, request, tmp_path_factory):
     job = stage.jobs(cfg)[index]
     out = tmp_path_factory.mktemp("recorded") / "record.json"
     argv = [stage.command, "--config", str(stages.resolved_config_file(cfg)), *stages.argv(stage, cfg, job)]
-    run([sys.executable, str(RECORDING), str(out), *argv], root)
+    result = run([sys.executable, str(RECORDING), str(out), *argv], root)
     record = json.loads(out.read_text())
-    assert record["rc"] == 0, argv
+    assert record["rc"] == 0, f"{argv}\n{result.stderr}"
     return stage, job, cfg, record
 
 

@@ -17,8 +17,8 @@ from metalr import dvcgen, stages
 from metalr.config import REPO_ROOT
 from metalr.report.pdf import latex_available
 from tests.integration.conftest import TINY, TINY_FILES
-from tests.integration.workflow_helpers import (DVC, SNAKEMAKE, copy_workflow, dry_run, dvc_changed, dvc_repro,
-                                                edited, job_counts, job_outputs, metalr, params_changed,
+from tests.integration.workflow_helpers import (SNAKEMAKE, copy_workflow, dry_run, dvc, dvc_changed, dvc_downstream,
+                                                dvc_repro, edited, job_counts, job_outputs, metalr, params_changed,
                                                 planned_jobs, run)
 
 
@@ -93,11 +93,13 @@ def test_tiny_workflow_produces_the_table_and_the_pdf(tiny):
 
 
 def test_jobs_read_the_resolved_config_and_run_on_snakemakes_interpreter(tiny):
-    """No job was given a config file path, and `metalr` was never looked up on PATH (it is not on it)."""
+    """No job was given a config file path; each ran `python -m metalr` on the interpreter that ran Snakemake
+    (neither it nor `metalr` is on the tests' PATH: a job that looked there would have failed)."""
     root, result = tiny
     log = result.stdout + result.stderr
-    commands = re.findall(r"^\s+(\S+ -m metalr \w[\w-]* .*)$", log, re.M)
-    assert commands and all("--configfile" not in c and "--config results/tiny/config.yaml" in c for c in commands)
+    commands = re.findall(r'^\s+("\$METALR_PYTHON" -m metalr .*)$', log, re.M)
+    assert len(commands) == sum(job_counts(log).values()) - 1  # every job but `all`
+    assert all("--configfile" not in c and "--config results/tiny/config.yaml" in c for c in commands)
     resolved = root / "results" / "tiny" / "config.yaml"
     files = [root / "config" / "config.yaml"] + [root / f for f in TINY_FILES]
     assert config_mod.load([resolved]) == config_mod.load(files)
@@ -130,7 +132,7 @@ def test_editing_a_module_reruns_exactly_its_dependents(tiny):
         changed = dvc_changed(root)
     # the stages that run the algorithms (ANIL's module among them), and the config stage, which reads the
     # plug-ins' SPECs (its output is unchanged, so nothing else reruns for it)
-    assert changed == stages_of("train") | stages_of("evaluate") | {"fidelity", "cost", "scaling", "config"}
+    assert changed == stages_of("train") | stages_of("evaluate") | {"fidelity", "cost", "scaling", "resolved_config"}
 
 
 def test_editing_a_template_reruns_only_the_report(tiny):
@@ -146,6 +148,10 @@ def stages_of(kind: str, runs=("anil_fixed", "anil_mlplr", "maml_fixed", "maml_m
 
 def with_pdf(jobs: dict[str, int]) -> dict[str, int]:
     return {**jobs, "appendix_pdf": 1} if latex_available() else jobs
+
+
+def pdf_stage() -> set[str]:
+    return {"appendix_pdf"} if latex_available() else set()
 
 
 FIXED, MLPLR = ("anil_fixed", "maml_fixed"), ("anil_mlplr", "maml_mlplr")
@@ -178,10 +184,13 @@ def test_changing_one_config_value_reruns_exactly_the_jobs_that_read_it(tiny, wh
         path, change = root / "tests" / "data" / "tiny-layer.yaml", lambda text: text + appended
     with edited(path, change):
         plan = dry_run(root, *TINY)
-        assert params_changed(plan) == rules_of(expected), plan
-        assert dvc_repro(root, "config") == {"config"}
+        # Snakemake plans them and everything downstream; it names a changed param for each job it reached
+        # first (a job downstream of another planned one is planned for that reason instead)
+        assert job_counts(plan) == {**rules_of(dvc_downstream(root, expected)), "all": 1}, plan
+        assert set(params_changed(plan)) <= set(rules_of(expected))
+        assert dvc_repro(root, "resolved_config") == {"resolved_config"}
         assert dvc_changed(root) == expected
-    assert dvc_repro(root, "config") == {"config"} and dvc_changed(root) == set()  # back as it was
+    assert dvc_repro(root, "resolved_config") == {"resolved_config"} and dvc_changed(root) == set()  # as it was
     assert planned_jobs(root, *TINY) == {}
 
 
@@ -199,11 +208,12 @@ def test_a_changed_value_reruns_its_jobs_and_what_depends_on_them(tiny):
     root, _ = tiny
     layer = root / "tests" / "data" / "tiny-layer.yaml"
     chain = {"tasks": 1, "evaluate": 4, "report": 1, "all": 1}
+    ran = {"resolved_config", "tasks_glyphs_5w1s", "report"} | stages_of("evaluate") | pdf_stage()
     with edited(layer, lambda text: text + "evaluate:\n  tasks: 11\n"):
         assert planned_jobs(root, *TINY) == with_pdf(chain)
-        assert dvc_repro(root) == {"config", "tasks_glyphs_5w1s", "report"} | stages_of("evaluate")
+        assert dvc_repro(root) == ran
         assert dvc_repro(root) == set()
-    assert dvc_repro(root) == {"config", "tasks_glyphs_5w1s", "report"} | stages_of("evaluate")
+    assert dvc_repro(root) == ran
 
 
 @pytest.mark.parametrize("where", ["renamed.yaml", "élsewhere dir/tiny copy.yaml"])
@@ -218,12 +228,12 @@ def test_renaming_or_moving_a_config_file_reruns_nothing(tiny, where):
     resolved = (root / "results" / "tiny" / "config.yaml").read_bytes()
     try:  # dvc.yaml names the config files: regenerated, only the config stage runs, and writes the same bytes
         metalr(root, "dvc-yaml", *[arg for path in files for arg in ("--configfile", path)])
-        assert dvc_repro(root) == {"config"}
+        assert dvc_repro(root) == {"resolved_config"}
         assert (root / "results" / "tiny" / "config.yaml").read_bytes() == resolved
     finally:
         (root / "dvc.yaml").write_text(dvc_yaml)
         moved.unlink()
-    assert dvc_repro(root) == {"config"} and dvc_changed(root) == set()
+    assert dvc_repro(root) == {"resolved_config"} and dvc_changed(root) == set()
 
 
 def test_dvc_repro_of_one_cell_runs_that_cell_only(tiny):
@@ -246,11 +256,11 @@ def test_dvc_repro_of_one_cell_runs_that_cell_only(tiny):
 
 def test_dvc_metrics_and_plots_read_the_summary_and_the_curves(tiny):
     root, _ = tiny
-    metrics = run([DVC, "metrics", "show", "--json"], root).stdout
+    metrics = dvc(root, "metrics", "show", "--json").stdout
     assert "paper/generated/tiny/metrics.json" in metrics
     for run_id in ("glyphs/5w1s/maml/mlplr/seed1", "glyphs/5w1s/anil/fixed/seed1"):
         assert run_id in metrics
-    plots = run([DVC, "plots", "show", "--json"], root).stdout
+    plots = dvc(root, "plots", "show", "--json").stdout
     for title in ("training query loss", "training query accuracy", "evaluation step sizes"):
         assert title in plots
     assert "glyphs/5w1s/maml/fixed/seed1" in plots
@@ -264,9 +274,9 @@ def test_dvc_metrics_diff_and_plots_diff_between_commits(tiny, tmp_path):
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny run"], root)
     with edited(root / "tests" / "data" / "tiny-layer.yaml", lambda text: text + "evaluate:\n  inner_steps: 1\n"):
         assert stages_of("evaluate") <= dvc_repro(root)
-        diff = run([DVC, "metrics", "diff", "HEAD", "--json"], root).stdout
+        diff = dvc(root, "metrics", "diff", "HEAD", "--json").stdout
         assert "paper/generated/tiny/metrics.json" in diff and "glyphs/5w1s/maml/fixed/seed1" in diff
-        plots = run([DVC, "plots", "diff", "HEAD", "--json"], root).stdout
+        plots = dvc(root, "plots", "diff", "HEAD", "--json").stdout
         assert "evaluation step sizes" in plots and '"HEAD"' in plots and '"workspace"' in plots
 
 

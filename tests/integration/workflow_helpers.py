@@ -1,7 +1,8 @@
 """Running Snakemake and DVC in a copy of the workflow, and reading their plans.
 
-Both run from the virtual environment's bin folder by absolute path, with that folder NOT on PATH:
-the README's `.venv/bin/snakemake ...` without an activated environment must work.
+Snakemake runs from the virtual environment's bin folder by absolute path with that folder NOT on PATH:
+the README's `.venv/bin/snakemake ...` without an activated environment must work. DVC runs as the
+README says, in the activated environment (its commands run `python -m metalr` from PATH).
 """
 from __future__ import annotations
 
@@ -15,18 +16,21 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
+import yaml
+
 from metalr.config import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 SNAKEMAKE, DVC = str(BIN / "snakemake"), str(BIN / "dvc")
 ENV = {**os.environ, "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                              if Path(p).resolve() != BIN.resolve())}
+ACTIVATED = {**ENV, "PATH": f"{BIN}{os.pathsep}{ENV['PATH']}", "VIRTUAL_ENV": str(BIN.parent)}
 COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/sections", "paper/templates", "src", ".dvc/config",
           ".dvcignore", ".gitignore", "tests/data"]
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -84,19 +88,34 @@ def job_outputs(dry_run_text: str) -> list[list[str]]:
     return jobs
 
 
-def dvc_ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
+def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return run([DVC, *args], root, env=ACTIVATED)
 
 
 def dvc_repro(root: Path, *args: str) -> set[str]:
     """The stages `dvc repro` runs."""
-    result = run([DVC, "repro", *args], root)
-    return dvc_ran(result.stdout + result.stderr)
+    result = dvc(root, "repro", *args)
+    return set(re.findall(r"Running stage '([^']+)'", result.stdout + result.stderr))
 
 
 def dvc_changed(root: Path) -> set[str]:
     """The stages whose own dependencies, params or outputs `dvc status` finds changed."""
-    return set(json.loads(run([DVC, "status", "--json"], root).stdout or "{}"))
+    return set(json.loads(dvc(root, "status", "--json").stdout or "{}"))
+
+
+def dvc_downstream(root: Path, names: set[str]) -> set[str]:
+    """``names`` and every stage of dvc.yaml that depends on their outputs, directly or not."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    made_by = {out: name for name, stage in stages.items() for out in stage.get("outs", [])}
+    closure, added = set(names), True
+    while added:
+        added = False
+        for name, stage in stages.items():
+            inputs = stage.get("deps", []) + [p for params in stage.get("params", []) for p in params]
+            if name not in closure and any(made_by.get(path) in closure for path in inputs):
+                closure.add(name)
+                added = True
+    return closure
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ SOURCES = metalr_provenance.sources(CONFIGFILES, config)
 # its content differs (onstart). Its timestamp never reruns a job (ancient); each job's params carry the
 # digest of exactly the values it reads. It is not a rule: a job that reruns before an ancient() input's
 # consumers hides their own changed params from Snakemake 9 (the consumers are skipped, not checked).
-RESOLVED = STAGES["config"].outputs(config, {})
+RESOLVED = STAGES["resolved_config"].outputs(config, {})
 if not all(Path(path).is_file() for path in RESOLVED.values()):
     metalr_stages.write_resolved(config, SOURCES)
 
