@@ -12,8 +12,14 @@ KNOWN_ERRORS: tuple[type[BaseException], ...] = (config_mod.ConfigError,)
 _gpu_claim = None  # held for the life of the process: releasing it frees the GPU for another job
 
 
+def _config_files(args: argparse.Namespace) -> list[Path]:
+    """config/config.yaml of the project the CLI runs in (not of the checkout it was installed from), then
+    the --configfile layers."""
+    return [config_mod.default_config(), *map(Path, args.configfile)]
+
+
 def _load(args: argparse.Namespace) -> dict:
-    return config_mod.load([config_mod.DEFAULT_CONFIG, *args.configfile])
+    return config_mod.load(_config_files(args))
 
 
 def _run(cfg: dict, run_id: str) -> config_mod.Run:
@@ -33,7 +39,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
     cross = config_mod.cross_domain_evaluations(cfg)
-    print(f"config OK: experiment {cfg['experiment']!r}, {len(runs)} runs, {len(cross)} cross-domain evaluations")
+    print(f"config OK ({' + '.join(map(str, _config_files(args)))}): experiment {cfg['experiment']!r}, "
+          f"{len(runs)} runs, {len(cross)} cross-domain evaluations")
     for run in runs:
         print(f"  {run.run_id}")
     for run, test in cross:
@@ -127,7 +134,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     runs = config_mod.grid_runs(cfg)
     out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
     written = build_report(paths.all_metrics_files(cfg), [paths.model_dir(cfg, r) for r in runs],
-                           out_dir, cfg["experiment"], [config_mod.DEFAULT_CONFIG, *map(Path, args.configfile)])
+                           out_dir, cfg["experiment"], _config_files(args))
     print(f"report: {len(written)} files -> {out_dir}")
 
 
@@ -145,7 +152,7 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     from metalr import io
     from metalr.dvcgen import render
 
-    files = [str(config_mod.DEFAULT_CONFIG.relative_to(config_mod.REPO_ROOT)), *args.configfile]
+    files = [str(config_mod.default_config().relative_to(config_mod.project_root())), *args.configfile]
     io.write_text(args.out, render(files))
     print(f"dvc stages for {files} -> {args.out}")
 
@@ -156,7 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from metalr import bench, devices
 
     device = devices.resolve_device(args.device)
-    cpu_allocator = args.cpu_allocator or config_mod.load([config_mod.DEFAULT_CONFIG])["compute"]["cpu_allocator"]
+    cpu_allocator = args.cpu_allocator or config_mod.load([config_mod.default_config()])["compute"]["cpu_allocator"]
     cases = [bench.Case(shape, shots, algorithm, rule, filters=args.filters)
              for shape, shots, algorithm, rule in itertools.product(args.shapes, args.shots, args.algorithms, args.rules)]
     print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after {args.warmup} warm-up; "
@@ -292,16 +299,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from metalr import io
     from metalr.data.arrays import DatasetIntegrityError
     from metalr.data.download import DownloadError
     from metalr.data.extract import CorruptArchive, UnsafeArchive
+    from metalr.data.images import UnreadableImage
+    from metalr.data.prepare import NotEnoughSpace
     from metalr.data.splits import SplitFileError
+    from metalr.evaluate.evaluate import NonFiniteEvaluation
     from metalr.report.pdf import LatexBuildError, LatexNotInstalled
     from metalr.train.checkpoint import CheckpointMismatch
-    from metalr.train.loop import DivergenceError
+    from metalr.train.loop import DivergenceError, LogsTooLarge
 
     return KNOWN_ERRORS + (DatasetIntegrityError, DownloadError, CorruptArchive, UnsafeArchive, SplitFileError,
-                           CheckpointMismatch, DivergenceError, FileNotFoundError, LatexNotInstalled, LatexBuildError)
+                           CheckpointMismatch, DivergenceError, FileNotFoundError, LatexNotInstalled, LatexBuildError,
+                           io.DiskFullError, io.UnsafeTarget, io.UnreadableFile, io.UnsafeFile, io.HashMismatch,
+                           io.Busy, LogsTooLarge, NotEnoughSpace, NonFiniteEvaluation, UnreadableImage)
 
 
 def main(argv: list[str] | None = None) -> int:

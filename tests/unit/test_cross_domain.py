@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
 
 def task_list_for(data_dir: Path, dataset: str, path: Path) -> Path:
     tasks = make_task_list(load_split(data_dir, "test"), dataset=dataset, split_name="test", ways=3, shots=1,
-                           queries=3, tasks=12, seed=1, source_manifest_sha256="x")
+                           queries=3, tasks=12, seed=1, source_manifest_sha256=io.sha256_file(data_dir / "manifest.json"))
     io.write_json(path, tasks)
     return path
 
@@ -81,7 +81,7 @@ def test_larger_test_images_are_resized_to_the_training_resolution(trained, tmp_
     assert metrics["evaluation"]["image_shape"] == [1, 32, 32] and metrics["evaluation"]["resized_to"] == [1, 16, 16]
 
     # independent check: adapt on images resized by hand, task by task
-    model = torch.load(root / "model" / "model.pt", weights_only=False)
+    model = torch.load(root / "model" / "model.pt", weights_only=True)
     algorithm, rule = get_algorithm("maml", cfg["algorithms"]), make_rule("mlplr", cfg["rules"])
     split = load_split(big, "test")
     expected = []

@@ -106,9 +106,10 @@ def test_chunked_evaluation_equals_the_per_task_path_in_float64(float64, algorit
     tasks = [tiny_task(seed=s) for s in range(7)]
     per_task = list(score_tasks(algo, params, meta, step_rule, tasks, 4, chunk=1))
     chunked = list(score_tasks(algo, params, meta, step_rule, iter(tasks), 4, chunk=3))  # chunks of 3, 3, 1
-    assert [a for a, _ in chunked] == [a for a, _ in per_task]
-    np.testing.assert_allclose(np.stack([r for _, r in chunked]), np.stack([r for _, r in per_task]), rtol=1e-12)
-    assert len({a for a, _ in per_task}) > 1  # the tasks differ, so order mix-ups would show
+    assert [a for a, _, _ in chunked] == [a for a, _, _ in per_task]
+    np.testing.assert_allclose(np.stack([r for _, r, _ in chunked]), np.stack([r for _, r, _ in per_task]), rtol=1e-12)
+    np.testing.assert_allclose([q for _, _, q in chunked], [q for _, _, q in per_task], rtol=1e-12)
+    assert len({a for a, _, _ in per_task}) > 1  # the tasks differ, so order mix-ups would show
 
 
 def test_evaluation_chunk_setting():

@@ -238,7 +238,7 @@ def test_alfa_applies_the_networks_rates_and_decay_per_layer(float64):
 def task_list(data_dir, tmp_path_factory):  # noqa: F811
     split = load_split(data_dir, "test")
     tasks = make_task_list(split, dataset="glyphs", split_name="test", ways=3, shots=1, queries=3, tasks=6, seed=1,
-                           source_manifest_sha256="x")
+                           source_manifest_sha256=io.sha256_file(data_dir / "manifest.json"))
     path = tmp_path_factory.mktemp("tasks") / "tasks.json"
     io.write_json(path, tasks)
     return path
@@ -250,7 +250,7 @@ def test_rule_trains_end_to_end_and_its_learned_state_is_used_at_evaluation(data
     cfg["evaluate"]["tasks"] = 6
     run = Run("glyphs", 3, 1, "maml", name, 1)
     train(cfg, run, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
-    model = torch.load(tmp_path / "model" / "model.pt", weights_only=False)
+    model = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     lambdas = np.load(tmp_path / "model" / "lambdas.npy")
     assert np.all(np.isfinite(lambdas)) and lambdas.shape == (3, cfg["train"]["task_batch"], 2)
     metrics = evaluate(cfg, run, tmp_path / "model" / "model.pt", task_list, data_dir, tmp_path / "m.json",

@@ -54,7 +54,8 @@ def labels_file(split: str) -> str:
     return f"{split}_labels.npy"
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The ``.npy`` file of ``array`` (no pickled objects), in memory."""
     buffer = _io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
@@ -79,7 +80,7 @@ def write_dataset(
             image_shape = list(images.shape[1:])
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         for name, array in ((images_file(split), np.ascontiguousarray(images)), (labels_file(split), labels)):
-            data = _npy_bytes(array)
+            data = npy_bytes(array)
             io.write_bytes(out_dir / name, data)
             files[name] = io.sha256_bytes(data)
         counts = np.bincount(labels, minlength=len(classes)).tolist()

@@ -87,8 +87,11 @@ def make_task_list(split: SplitArrays, *, dataset: str, split_name: str, ways: i
 
 
 def load_task_list(path: str | Path) -> dict[str, Any]:
-    task_list = io.read_json(path)
-    body = {k: v for k, v in task_list.items() if k != "sha256"}
-    if io.sha256_json(body) != task_list["sha256"]:
-        raise ValueError(f"task list {path} does not match its own sha256: it was edited; regenerate it")
+    """A frozen task list, after checking it against its own sha256 (io.HashMismatch when it differs,
+    io.UnreadableFile when it is not readable JSON)."""
+    remedy = "rerun the tasks stage that writes it (metalr tasks)"
+    task_list = io.read_json(path, remedy)
+    body = {k: v for k, v in task_list.items() if k != "sha256"} if isinstance(task_list, dict) else None
+    if body is None or io.sha256_json(body) != task_list.get("sha256"):
+        raise io.HashMismatch(f"task list {path} does not match its own sha256: it was edited or damaged; {remedy}")
     return task_list

@@ -29,8 +29,9 @@ def chunk_for_budget(per_task_mib: float, budget_mib: float) -> int:
 def score_tasks(algorithm: Algorithm, params: Params, meta: Params, rule: StepRule, tasks: Iterable[Task],
                 steps: int, chunk: int,
                 forward_context: Callable[[], ContextManager] = contextlib.nullcontext
-                ) -> Iterator[tuple[float, np.ndarray]]:
-    """Each task's query accuracy and step sizes, in order; ``chunk`` tasks are adapted at once."""
+                ) -> Iterator[tuple[float, np.ndarray, float]]:
+    """Each task's query accuracy, step sizes (per inner step) and query loss, in order; ``chunk`` tasks
+    are adapted at once."""
     tasks = iter(tasks)
     while batch := list(itertools.islice(tasks, chunk)):
         # Entered per chunk, not around the yields: the caller's code must not run under no_grad.
@@ -38,10 +39,12 @@ def score_tasks(algorithm: Algorithm, params: Params, meta: Params, rule: StepRu
         with torch.no_grad(), forward_context():
             if len(batch) == 1:
                 result = algorithm.task_result(params, meta, rule, batch[0], steps, training=False)
-                scored = [(float(result.query_accuracy), result.rates.float().cpu().numpy())]
+                scored = [(float(result.query_accuracy), result.rates.float().cpu().numpy(),
+                           float(result.query_loss))]
             else:
                 results = batched_task_results(algorithm, params, meta, rule, batch, steps, training=False)
-                scored = list(zip(results.query_accuracy.tolist(), results.rates.float().cpu().numpy()))
+                scored = list(zip(results.query_accuracy.tolist(), results.rates.float().cpu().numpy(),
+                                  results.query_loss.tolist()))
         yield from scored
 
 
