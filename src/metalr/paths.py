@@ -29,6 +29,12 @@ def tasks_file(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int) -> P
     return inside(RESULTS, cfg["experiment"], "tasks", dataset, f"{ways}w{shots}s.json")
 
 
+def cross_domain_tasks_file(cfg: Mapping[str, Any], train_dataset: str, test_dataset: str, ways: int,
+                            shots: int) -> Path:
+    """The test tasks of ``test_dataset`` drawn from the classes ``train_dataset``'s meta-train split lacks."""
+    return inside(RESULTS, cfg["experiment"], "tasks", test_dataset, f"{ways}w{shots}s-unseen-by-{train_dataset}.json")
+
+
 def model_dir(cfg: Mapping[str, Any], run: Run) -> Path:
     return inside(RESULTS, cfg["experiment"], "models", run.dataset, run.cell, run.name)
 

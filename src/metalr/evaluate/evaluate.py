@@ -117,6 +117,12 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
             f"task list {tasks_path} is for {task_list['dataset']} {task_list['ways']}-way {task_list['shots']}-shot, "
             f"not for run {run.run_id} tested on {test_dataset}")
     check_task_list_source(task_list, Path(tasks_path), Path(data_dir))
+    unseen_by = task_list.get("unseen_by")
+    if test_dataset != run.dataset and (unseen_by or {}).get("dataset") != run.dataset:
+        raise config_mod.ConfigError(
+            f"task list {tasks_path} does not leave out the test classes that {run.dataset} meta-trained on, so "
+            f"run {run.run_id} could be scored on classes it has seen; draw the cross-domain list with "
+            f"`metalr tasks --dataset {test_dataset} --ways {run.ways} --shots {run.shots} --unseen-by {run.dataset}`")
     split = load_split(data_dir, task_list["split"])
     resize = resizer(split.images.shape[1:], model["image_shape"], test_dataset, run.dataset)
     algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
@@ -149,7 +155,10 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     metrics = {
         "run": run.as_dict(cfg["experiment"]),
         "evaluation": {"dataset": test_dataset, "ways": run.ways, "shots": run.shots, "split": task_list["split"],
-                       "image_shape": list(split.images.shape[1:]), "resized_to": model["image_shape"]},
+                       "image_shape": list(split.images.shape[1:]), "resized_to": model["image_shape"],
+                       **({"unseen_by": {key: unseen_by[key] for key in (
+                           "dataset", "matched_by", "classes_with_wordnet_id", "excluded", "classes_total",
+                           "classes_remaining")}} if unseen_by else {})},
         "accuracy": mean_ci95(accuracies),
         "per_task_accuracy": accuracies,
         "inner_steps": steps,

@@ -26,6 +26,7 @@ RULE_LABELS = {"mlplr": "MLPLR", "fixed": "fixed", "meta-sgd": "Meta-SGD", "lslr
 RUN_FIELDS = ("experiment", "dataset", "algorithm", "rule", "ways", "shots", "seed", "run_id")
 COLUMNS = RUN_FIELDS + (
     "test_dataset",
+    "task_pool",
     "accuracy_mean",
     "accuracy_ci95",
     "accuracy_std",
@@ -40,9 +41,12 @@ COLUMNS = RUN_FIELDS + (
     "metrics_path",
 )
 SETTING = ("dataset", "test_dataset", "ways", "shots")
-TASKS = ("test_dataset", "ways", "shots")  # one frozen task list per test dataset, ways and shots
+# One frozen task list per test dataset, ways, shots and class pool: "" = every test class (in-domain), or
+# "unseen by <dataset>" = the test classes a cross-domain training dataset did not meta-train on.
+TASKS = ("test_dataset", "ways", "shots", "task_pool")
 METHOD = ("algorithm", "rule")
 PER_TASK = "per_task_accuracy"  # kept in the frame for paired statistics, not written to summary.csv
+UNSEEN = "unseen_by"  # a cross-domain list's left-out classes (evaluation.unseen_by), kept for the table notes
 
 
 def algorithm_rank(name: str) -> tuple[int, str]:
@@ -98,6 +102,8 @@ def _row(path: Path) -> dict:
             raise ValueError(f"{path}: evaluation.{key} = {evaluation[key]} differs from run.{key} = {row[key]}; "
                              f"a model is evaluated at the ways and shots it was trained for")
     row[PER_TASK] = tuple(float(a) for a in data.get(PER_TASK) or ())
+    row[UNSEEN] = evaluation.get("unseen_by") or {}
+    row["task_pool"] = f"unseen by {row[UNSEEN]['dataset']}" if row[UNSEEN] else ""
     lam = data.get("lambda") or {}
     means = _finite(lam.get("mean_per_step") or [])
     mins = _finite(lam.get("min_per_step") or []) or means
@@ -139,7 +145,7 @@ def collect(metrics_paths: list[Path]) -> pd.DataFrame:
     task-list hash, eval λ summary, the metrics path (the columns of summary.csv: COLUMNS) and the
     per-task accuracies; sorted deterministically. Raises ValueError on a run evaluated twice on one test set."""
     rows = [_row(Path(p)) for p in metrics_paths]
-    df = pd.DataFrame(rows, columns=list(COLUMNS) + [PER_TASK])
+    df = pd.DataFrame(rows, columns=list(COLUMNS) + [PER_TASK, UNSEEN])
     twice = df.duplicated(subset=["experiment", "run_id", "test_dataset"], keep=False)
     if twice.any():
         dup = sorted({f"{r.run_id} on {r.test_dataset}" for r in df[twice].itertuples()})
@@ -168,9 +174,9 @@ def methods(df: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: (algorithm_rank(p[0]), rule_rank(p[1])))
 
 
-def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], tuple[str, int]]:
-    """Every evaluation on one (test dataset, ways, shots) must use the same task list, whichever dataset
-    the model was trained on; returns (test_dataset, ways, shots) -> (sha256, n_tasks)."""
+def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int, str], tuple[str, int]]:
+    """Every evaluation on one (test dataset, ways, shots, task pool) must use the same task list, whichever
+    dataset the model was trained on; returns (test_dataset, ways, shots, task_pool) -> (sha256, n_tasks)."""
     out = {}
     for key, group in df.groupby(list(TASKS), sort=True):
         hashes = sorted(set(group["task_list_sha256"]))
@@ -180,8 +186,35 @@ def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], tuple[str, 
                 f"test set {key}: runs were evaluated on different task lists "
                 f"(sha256 {hashes}, n_tasks {n_tasks}); the tables compare methods on identical tasks only"
             )
-        out[(str(key[0]), int(key[1]), int(key[2]))] = (hashes[0], n_tasks[0])
+        out[(str(key[0]), int(key[1]), int(key[2]), str(key[3]))] = (hashes[0], n_tasks[0])
     return out
+
+
+def task_list_label(test_dataset: str, ways: int, shots: int, pool: str) -> str:
+    return f"{test_dataset} {ways}-way {shots}-shot" + (f" ({pool})" if pool else "")
+
+
+def exclusion_notes(df: pd.DataFrame) -> list[str]:
+    """One sentence per cross-domain (train, test) pair: which test classes were left out as meta-train
+    classes of the training dataset, and how many remain."""
+    notes = {}
+    for row in df.itertuples():
+        unseen = getattr(row, UNSEEN)
+        if not unseen:
+            continue
+        excluded = [e["wordnet_id"] or e["class"] for e in unseen["excluded"]]
+        if excluded:
+            text = (f"{len(excluded)} of the {unseen['classes_total']} test classes of {row.test_dataset} are "
+                    f"meta-train classes of {row.dataset} (same {unseen['matched_by']}: {', '.join(excluded)}) and "
+                    f"were left out; {unseen['classes_remaining']} remain.")
+        elif unseen["classes_with_wordnet_id"] == 0:
+            text = (f"The test classes of {row.test_dataset} carry no {unseen['matched_by']}, so none could be "
+                    f"matched with the meta-train classes of {row.dataset}; all {unseen['classes_total']} are used.")
+        else:
+            text = (f"No test class of {row.test_dataset} is a meta-train class of {row.dataset} (same "
+                    f"{unseen['matched_by']}); all {unseen['classes_total']} are used.")
+        notes[(row.dataset, row.test_dataset)] = text
+    return [notes[key] for key in sorted(notes)]
 
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:

@@ -45,7 +45,8 @@ def task_list_digest(runs: pd.DataFrame) -> str:
     tasks = agg.check_same_tasks(runs)
     if len(tasks) == 1:
         return next(iter(tasks.values()))[0][:SHORT_HASH]
-    text = "\n".join(f"{d}/{w}/{s}:{h}" for (d, w, s), (h, _) in sorted(tasks.items()))
+    text = "\n".join(f"{d}/{w}/{s}{'/' + pool if pool else ''}:{h}"
+                     for (d, w, s, pool), (h, _) in sorted(tasks.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:SHORT_HASH]
 
 

@@ -95,7 +95,7 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
                        "last": start + len(g_cols) - 1, "ways": ways})
         start += len(g_cols)
 
-    task_keys = sorted({(c[1], c[2], c[3]) for c in cols})
+    task_keys = sorted({(r.test_dataset, int(r.ways), int(r.shots), r.task_pool) for r in runs.itertuples()})
     n_tasks = sorted({tasks[k][1] for k in task_keys})
     return {
         "experiment": experiment,
@@ -108,8 +108,9 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
         "colspec": "l" + "c" * len(cols),
         "rows": body,
         "n_tasks": n_tasks[0] if len(n_tasks) == 1 else None,
-        "task_lists": [{"label": f"{d} {w}-way {s}-shot", "n_tasks": tasks[(d, w, s)][1],
-                        "hash": tasks[(d, w, s)][0][:SHORT_HASH]} for d, w, s in task_keys],
+        "task_lists": [{"label": agg.task_list_label(*key), "n_tasks": tasks[key][1],
+                        "hash": tasks[key][0][:SHORT_HASH]} for key in task_keys],
+        "exclusions": agg.exclusion_notes(runs),
         "max_seeds": int(cells["n_seeds"].max()),
         "resize": len(cols) > 6,
     }
