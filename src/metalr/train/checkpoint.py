@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io as _io
 import pickle
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,10 @@ def read_torch(path: Path, remedy: str, device: str = "cpu") -> Any:
         return torch.load(path, weights_only=True, map_location=device)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" in str(exc):
-            reason = next((line.strip() for line in str(exc).splitlines() if "WeightsUnpickler error" in line),
-                          "a type outside tensors and plain containers")
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            reason = f"global {found.group(1)}" if found else "a type outside tensors and plain containers"
             raise io.UnsafeFile(f"{path} holds a pickled object that is not a tensor or a plain container "
-                                f"({reason.removeprefix('WeightsUnpickler error: ')}); refused without running it. "
+                                f"({reason}); refused without running it. "
                                 f"metalr never writes such files: do not use this one, {remedy}") from exc
         raise io.UnreadableFile(f"{path} cannot be read ({exc}): it is truncated or damaged; {remedy}") from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
