@@ -224,13 +224,7 @@ def _check_grad_through_lr(where: str, block: Mapping[str, Any], rules: Mapping[
             f"whose meta-gradient does not differentiate through the inner loop; set it to false, or run mlplr "
             f"with a second-order algorithm (maml, anil) only"
             for index, name in enumerate(block["algorithms"])
-            if name in algorithms and not _differentiates_inner_loop(algorithms[name])]
-
-
-def _differentiates_inner_loop(algorithm: Any) -> bool:
-    """Whether the meta-gradient flows through the inner updates: second order, with a meta-gradient that
-    reaches what the inner loop used (not FOMAML's detached gradients, Reptile's or iMAML's)."""
-    return algorithm.trains_rule_meta and not getattr(algorithm, "first_order", False)
+            if name in algorithms and not algorithms[name].flag("differentiates_inner_loop")]
 
 
 def _check_cross_domain(cfg: Mapping[str, Any], datasets: Mapping) -> list[str]:

@@ -5,10 +5,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from metalr import cli, paths
 from metalr import config as config_mod
+from metalr.algorithms import ALGORITHMS, get_algorithm
 from metalr.config import ConfigError
+from metalr.steprules import make_rule
+from tests.unit.helpers import tiny_params, tiny_task
 from tests.unit.synthetic import RUN_ID, write_config
 
 
@@ -115,3 +119,18 @@ def test_training_states_its_memory_and_time_and_refuses_logs_that_cannot_fit(tm
     err = capsys.readouterr().err
     assert f"train {RUN_ID}: 6 iterations; their logs take" in err and "MiB available" in err
     assert f"train {RUN_ID}: the first iteration took" in err and "the remaining 5 should take about" in err
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_the_differentiates_inner_loop_flag_is_what_grad_through_lr_changes(float64, name):
+    """The flag the grad_through_lr check reads, against the meta-gradients themselves: with it, letting the
+    meta-gradient through MLPLR's rate changes them; without it, they are bitwise the same."""
+    task = tiny_task()
+    grads = []
+    for through in (False, True):
+        params = tiny_params()
+        rule = make_rule("mlplr", {"mlplr": {"grad_through_lr": through, "lr_max": 3.0, "lr_min": 0.1}})
+        result = get_algorithm(name, {}).task_result(params, {}, rule, task, 2, training=True)
+        grads.append(torch.autograd.grad(result.meta_objective, list(params.values()), allow_unused=True))
+    same = all((a is None and b is None) or torch.equal(a, b) for a, b in zip(*grads))
+    assert same != ALGORITHMS[name].flag("differentiates_inner_loop")
