@@ -2,6 +2,7 @@
 NaN/inf during evaluation, unreadable source images."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -94,14 +95,12 @@ def test_nan_during_evaluation_stops_naming_run_task_and_step_and_writes_no_metr
 
     def nan_at_the_second_step(name, settings):
         rule = make_rule(name, settings)
-        real_step = rule.step
+        real_rates = rule.rates
 
-        def step(meta, params, grads, index, support, state):
-            new, rate, state = real_step(meta, params, grads, index, support, state)
-            if index == 1:
-                return {k: v * float("nan") for k, v in new.items()}, rate * float("nan"), state
-            return new, rate, state
-        rule.step = step
+        def rates(meta, params, grads, index, support, state):
+            out = real_rates(meta, params, grads, index, support, state)
+            return dataclasses.replace(out, rates=out.rates * float("nan")) if index == 1 else out
+        rule.rates = rates
         return rule
 
     monkeypatch.setattr(evaluate_mod, "make_rule", nan_at_the_second_step)
