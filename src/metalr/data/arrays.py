@@ -105,7 +105,7 @@ def read_manifest(data_dir: str | Path) -> dict:
             f"{path} is missing: the dataset was not preprocessed (run the data stage, e.g. "
             f"`metalr data --config ...` or `snakemake {path}`)."
         )
-    return io.read_json(path)
+    return io.read_json(path, f"delete {Path(data_dir)} and rerun the data stage")
 
 
 def load_split(data_dir: str | Path, split: str, verify: bool = True) -> SplitArrays:
@@ -123,6 +123,6 @@ def load_split(data_dir: str | Path, split: str, verify: bool = True) -> SplitAr
                 f"{path} does not match the sha256 recorded in {data_dir / MANIFEST}: the file changed after "
                 f"preprocessing. Delete {data_dir} and rerun the data stage for {manifest['dataset']}."
             )
-    images = np.load(data_dir / images_file(split), mmap_mode="r")
-    labels = np.load(data_dir / labels_file(split))
+    images = np.load(data_dir / images_file(split), mmap_mode="r", allow_pickle=False)
+    labels = np.load(data_dir / labels_file(split), allow_pickle=False)
     return SplitArrays(images=images, labels=labels, classes=tuple(manifest["splits"][split]["classes"]))
