@@ -31,16 +31,12 @@ from metalr import allocator, io, seeding
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.base import Task
 from metalr.models import conv4
-from metalr.steprules import make_rule
+from metalr.steprules import RULES, make_rule
 from metalr.steprules.mlplr import personalised_rate
 
 SHAPES = {"cifar_fs": (3, 32), "mini_imagenet": (3, 84)}
-RULES = {"fixed": {"lr": 0.01},
-         "mlplr": {"lr_max": 1.0, "lr_min": 0.01, "grad_through_lr": False, "divergence": "kl_label_pred"},
-         "meta-sgd": {"lr": 0.01}, "lslr": {"lr": 0.01}, "alfa": {"lr": 0.01, "seed": 1},
-         "hypergradient": {"lr": 0.01, "beta": 0.001},
-         "metaoptimize": {"lr": 0.01, "meta_lr": 0.01, "trace_decay": 0.9, "variant": "blockwise"}}
-# The reference loop implements these; other cases are timed for metalr alone.
+# Every rule runs with its SPEC's default settings. The reference loop implements these; other cases are
+# timed for metalr alone.
 REFERENCE_ALGORITHMS, REFERENCE_RULES = ("maml", "fomaml", "anil"), ("fixed", "mlplr")
 
 
@@ -77,7 +73,7 @@ def make_tasks(case: Case, count: int, dtype: torch.dtype, device: str, seed: in
 
 
 def reference_rate(rule: str) -> Callable[[torch.Tensor], torch.Tensor | float]:
-    settings = RULES[rule]
+    settings = RULES[rule].defaults()
     if rule == "fixed":
         return lambda loss: settings["lr"]
     return lambda loss: personalised_rate(loss.detach(), settings["lr_max"], settings["lr_min"])
@@ -117,8 +113,8 @@ def has_reference(case: Case) -> bool:
 def metalr_query_loss(case: Case, params: dict, task: Task, steps: int, create_graph: bool) -> torch.Tensor:
     """The scalar whose gradient is the meta-gradient (the query loss, or Reptile's and iMAML's surrogate).
     A rule's learned tensors start at their initial values and receive their gradient too."""
-    rule = make_rule(case.rule, RULES)
-    algorithm = get_algorithm(case.algorithm, {})  # the registry's defaults
+    rule = make_rule(case.rule, {})  # the SPEC's defaults
+    algorithm = get_algorithm(case.algorithm, {})
     adapted = {k: params[k].detach() for k in algorithm.adapted_keys(params)}
     meta = {k: v.requires_grad_(create_graph) for k, v in rule.init_meta(adapted, case.inner_steps).items()}
     return algorithm.task_result(params, meta, rule, task, steps, training=create_graph).meta_objective

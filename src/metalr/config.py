@@ -56,13 +56,27 @@ def has_key(data: Any, parts: list[str]) -> bool:
     return True
 
 
+def plugin_defaults() -> dict:
+    """The defaults of every plug-in setting, from the plug-ins' SPECs: ``rules.*`` and ``algorithms.*``."""
+    from metalr.algorithms import ALGORITHMS
+    from metalr.steprules import RULES
+
+    return {"rules": RULES.defaults(), "algorithms": ALGORITHMS.defaults()}
+
+
+def resolve(raw: Mapping[str, Any]) -> dict:
+    """``raw`` (merged config files) over the plug-in defaults, validated."""
+    cfg = merge(plugin_defaults(), raw)
+    validate(cfg)
+    return cfg
+
+
 def load(paths: Iterable[str | Path]) -> dict:
-    """Merge the config files in order and validate the result."""
+    """Merge the config files in order over the plug-in defaults and validate the result."""
     cfg: dict = {}
     for path in paths:
         cfg = merge(cfg, read_yaml(path))
-    validate(cfg)
-    return cfg
+    return resolve(cfg)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -86,12 +100,18 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _schema() -> dict:
+    """config/schema.yaml, with the ``rules`` and ``algorithms`` sections generated from the plug-ins' SPECs."""
+    from metalr.algorithms import ALGORITHMS
+    from metalr.steprules import RULES
+
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    schema["properties"]["rules"] = RULES.settings_schema()
+    schema["properties"]["algorithms"] = ALGORITHMS.settings_schema()
+    return schema
 
 
 def _check_names(cfg: Mapping[str, Any]) -> list[str]:
-    # Imported here: the registries import torch, which the schema check alone does not need.
     from metalr.algorithms import ALGORITHMS
     from metalr.data.registry import DATASETS
     from metalr.steprules import RULES
@@ -102,9 +122,6 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
             for index, name in enumerate(block[key]):
                 if name not in registry:
                     problems.append(f"{where}.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
-        for index, rule in enumerate(block["rules"]):
-            if rule in RULES and rule not in cfg["rules"]:
-                problems.append(f"{where}.rules[{index}]: rule {rule!r} has no settings under rules.{rule}")
         problems += _check_rule_meets_algorithm(where, block, ALGORITHMS, RULES)
         problems += _check_batching(where, block, cfg["compute"]["batching"], ALGORITHMS)
     for index, name in enumerate(cfg["analysis"]["scaling"]["algorithms"]):
@@ -132,19 +149,19 @@ def _check_batching(where: str, block: Mapping[str, Any], batching: str, algorit
             f"step does not run under torch.func.vmap; use 'auto' (it falls back to the per-task loop for "
             f"{name!r}) or 'loop'"
             for index, name in enumerate(block["algorithms"])
-            if name in algorithms and not algorithms[name].batches_training]
+            if name in algorithms and not algorithms[name].flag("batches_training")]
 
 
 def _check_rule_meets_algorithm(where: str, block: Mapping[str, Any], algorithms: Mapping,
                                 rules: Mapping) -> list[str]:
     """Rules that learn their rates need an algorithm whose meta-gradient reaches them (not Reptile's)."""
-    able = sorted(name for name, algorithm in algorithms.items() if algorithm.trains_rule_meta)
+    able = sorted(name for name, algorithm in algorithms.items() if algorithm.flag("trains_rule_meta"))
     problems = []
     for a_index, name in enumerate(block["algorithms"]):
-        if name not in algorithms or algorithms[name].trains_rule_meta:
+        if name not in algorithms or algorithms[name].flag("trains_rule_meta"):
             continue
         for r_index, rule in enumerate(block["rules"]):
-            if rule in rules and rules[rule].learned:
+            if rule in rules and rules[rule].flag("learned"):
                 problems.append(
                     f"{where}.rules[{r_index}]: rule {rule!r} learns its rates from the meta-gradient, which "
                     f"algorithm {name!r} ({where}.algorithms[{a_index}]) does not give them; pair it with one of "
@@ -175,8 +192,8 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
     from metalr.data.registry import DATASETS
 
     problems = []
-    mlplr = cfg["rules"].get("mlplr")
-    if mlplr and mlplr["lr_min"] > mlplr["lr_max"]:
+    mlplr = cfg["rules"]["mlplr"]
+    if mlplr["lr_min"] > mlplr["lr_max"]:
         problems.append(
             f"rules.mlplr.lr_min ({mlplr['lr_min']}) is larger than rules.mlplr.lr_max ({mlplr['lr_max']}); "
             "set lr_min <= lr_max"

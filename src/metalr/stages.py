@@ -10,7 +10,7 @@ from pathlib import Path
 from metalr.config import REPO_ROOT
 
 PACKAGE = Path("src") / "metalr"
-SHARED = ("__init__.py", "cli.py", "config.py", "devices.py", "io.py", "seeding.py", "paths.py", "stages.py")
+SHARED = ("__init__.py", "cli.py", "config.py", "devices.py", "io.py", "plugins.py", "seeding.py", "paths.py", "stages.py")
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "data": ("data",),
     "tasks": ("data",),

@@ -282,7 +282,7 @@ def test_extended_grids_validate_and_plan_every_valid_algorithm_and_rule(tmp_pat
     assert cfg["experiment"] == experiment and {r.rule for r in runs} == set(RULES)
     assert {r.algorithm for r in runs} == set(ALGORITHMS)
     valid = {(a, r) for a, alg in ALGORITHMS.items() for r, rule in RULES.items()
-             if alg.trains_rule_meta or not rule.learned}
+             if alg.flag("trains_rule_meta") or not rule.flag("learned")}
     assert {(r.algorithm, r.rule) for r in runs} == valid  # every pair validation accepts, no other
     assert len(runs) == trains
     repo = copy_workflow(tmp_path)

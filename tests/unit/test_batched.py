@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalr.algorithms import ALGORITHMS
+from metalr.algorithms import get_algorithm
 from metalr.algorithms.batched import batched_task_results
 from metalr.algorithms.inner import adapt
 from metalr.models import conv4
@@ -26,8 +26,8 @@ def test_vmap_equals_the_per_task_loop_in_float64(float64, algorithm, rule):
     params = tiny_params()
     tasks = [tiny_task(seed=s) for s in range(3)]
     step_rule = make_rule(rule, RULES)
-    loop = [ALGORITHMS[algorithm].task_result(params, {}, step_rule, t, 3, training=True) for t in tasks]
-    batched = batched_task_results(ALGORITHMS[algorithm], params, {}, step_rule, tasks, 3, training=True)
+    loop = [get_algorithm(algorithm, {}).task_result(params, {}, step_rule, t, 3, training=True) for t in tasks]
+    batched = batched_task_results(get_algorithm(algorithm, {}), params, {}, step_rule, tasks, 3, training=True)
     torch.testing.assert_close(batched.query_loss, torch.stack([r.query_loss for r in loop]), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(batched.rates, torch.stack([r.rates for r in loop]), rtol=1e-12, atol=1e-12)
     expected = meta_grads(torch.stack([r.query_loss for r in loop]).mean(), params)

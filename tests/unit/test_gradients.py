@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalr.algorithms import ALGORITHMS
+from metalr.algorithms import get_algorithm
 from metalr.models import conv4
 from metalr.steprules import make_rule
 from tests.unit.helpers import tiny_params, tiny_task
@@ -16,7 +16,7 @@ RULES = {"fixed": {"lr": LR}, "mlplr": {"lr_max": 2.0, "lr_min": 0.05, "grad_thr
 
 
 def meta_loss(algorithm: str, params, task, steps: int, rule: str = "fixed") -> torch.Tensor:
-    return ALGORITHMS[algorithm].task_result(params, {}, make_rule(rule, RULES), task, steps, training=True).query_loss
+    return get_algorithm(algorithm, {}).task_result(params, {}, make_rule(rule, RULES), task, steps, training=True).query_loss
 
 
 def meta_grad(algorithm: str, params, task, steps: int, rule: str = "fixed") -> dict[str, torch.Tensor]:
@@ -117,5 +117,5 @@ def test_adaptation_lowers_support_loss(float64, algorithm):
     rule = make_rule("fixed", RULES)
     support_as_query = type(task)(task.xs, task.ys, task.xs, task.ys)
     before = F.cross_entropy(conv4.forward(params, task.xs), task.ys)
-    after = ALGORITHMS[algorithm].task_result(params, {}, rule, support_as_query, 5, training=False).query_loss
+    after = get_algorithm(algorithm, {}).task_result(params, {}, rule, support_as_query, 5, training=False).query_loss
     assert after < before

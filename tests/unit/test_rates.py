@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metalr import io
-from metalr.algorithms import ALGORITHMS
+from metalr.algorithms import get_algorithm
 from metalr.algorithms.inner import adapt
 from metalr.config import Run
 from metalr.models import conv4
@@ -45,18 +45,18 @@ def test_per_layer_rules_record_their_own_tensors():
     params, task = tiny_params(), tiny_task()
     lslr = make_rule("lslr", rules_config())
     meta = perturbed_meta(lslr, params)
-    keys, rates = task_rates(ALGORITHMS["maml"], params, meta, lslr, [task, tiny_task(seed=4)], STEPS)
+    keys, rates = task_rates(get_algorithm("maml", {}), params, meta, lslr, [task, tiny_task(seed=4)], STEPS)
     assert keys == list(params)
     for k, per_step in zip(keys, rates):
         assert per_step == pytest.approx(meta["lr." + k].tolist(), rel=1e-12)
     metasgd = make_rule("meta-sgd", rules_config())
     meta = perturbed_meta(metasgd, params)
-    keys, rates = task_rates(ALGORITHMS["anil"], params, meta, metasgd, [task], STEPS)
+    keys, rates = task_rates(get_algorithm("anil", {}), params, meta, metasgd, [task], STEPS)
     assert keys == conv4.head_keys(params)  # ANIL adapts only the head
     assert rates[0] == pytest.approx([float(meta["lr." + keys[0]].mean())] * STEPS, rel=1e-12)
     # Blockwise MetaOptimize gives the layers different rates after the first step.
     rule = make_rule("metaoptimize", rules_config(metaoptimize={"meta_lr": 0.5}))
-    _, rates = task_rates(ALGORITHMS["maml"], params, {}, rule, [task], STEPS)
+    _, rates = task_rates(get_algorithm("maml", {}), params, {}, rule, [task], STEPS)
     assert len({round(r[0], 12) for r in rates}) == 1 and len({round(r[-1], 12) for r in rates}) > 1
 
 

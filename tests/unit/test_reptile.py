@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from metalr.algorithms import ALGORITHMS
+from metalr.algorithms import get_algorithm
 from metalr.config import Run
 from metalr.models import conv4
 from metalr.steprules import make_rule
@@ -17,7 +17,7 @@ LR = 0.3
 
 def test_reptile_meta_gradient_is_the_initialisation_minus_the_adapted_parameters(float64):
     params, task = tiny_params(), tiny_task()
-    result = ALGORITHMS["reptile"].task_result(params, {}, make_rule("fixed", {"fixed": {"lr": LR}}), task, 3,
+    result = get_algorithm("reptile", {}).task_result(params, {}, make_rule("fixed", {"fixed": {"lr": LR}}), task, 3,
                                                training=True)
     ours = dict(zip(params, torch.autograd.grad(result.meta_objective, list(params.values()))))
     fast = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}

@@ -9,7 +9,7 @@ import torch
 
 from metalr import config as config_mod
 from metalr import io
-from metalr.algorithms import ALGORITHMS
+from metalr.algorithms import get_algorithm
 from metalr.algorithms.inner import adapt
 from metalr.config import Run
 from metalr.data.arrays import load_split
@@ -17,7 +17,7 @@ from metalr.data.episodes import make_task_list
 from metalr.evaluate.evaluate import evaluate
 from metalr.models import conv4
 from metalr.steprules import make_rule
-from metalr.steprules.base import SupportState
+from metalr.steprules.base import SupportState, inner_update
 from metalr.train.loop import train
 from tests.unit.helpers import tiny_params, tiny_task
 from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
@@ -44,7 +44,7 @@ def rules_config(**overrides) -> dict:
 
 
 def adapted(algorithm: str, params, meta, rule, task, steps: int = STEPS):
-    alg = ALGORITHMS[algorithm]
+    alg = get_algorithm(algorithm, {})
     keys = alg.adapted_keys(params)
     fast, rates = adapt(conv4.forward, params, keys, task.xs, task.ys, rule, meta, steps, first_order=False)
     query = alg.task_result(params, meta, rule, task, steps, training=True).query_loss
@@ -52,7 +52,7 @@ def adapted(algorithm: str, params, meta, rule, task, steps: int = STEPS):
 
 
 def init_meta(rule, algorithm: str, params, steps: int = STEPS):
-    keys = ALGORITHMS[algorithm].adapted_keys(params)
+    keys = get_algorithm(algorithm, {}).adapted_keys(params)
     return rule.init_meta({k: params[k] for k in keys}, steps)
 
 
@@ -65,14 +65,14 @@ def test_meta_gradient_wrt_the_rules_own_parameters_matches_finite_differences(f
     # Away from the symmetric starting point, so every entry matters.
     meta = {k: (v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype)).requires_grad_(True)
             for k, v in init_meta(rule, algorithm, params).items()}
-    loss = ALGORITHMS[algorithm].task_result(params, meta, rule, task, STEPS, training=True).query_loss
+    loss = get_algorithm(algorithm, {}).task_result(params, meta, rule, task, STEPS, training=True).query_loss
     grads = dict(zip(meta, torch.autograd.grad(loss, list(meta.values()))))
     assert sum(g.norm() for g in grads.values()) > 1e-6
     eps = 1e-6
     for _ in range(2):
         direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in meta.items()}
         with torch.no_grad():
-            losses = [ALGORITHMS[algorithm].task_result(params, {k: v + sign * eps * direction[k] for k, v in meta.items()},
+            losses = [get_algorithm(algorithm, {}).task_result(params, {k: v + sign * eps * direction[k] for k, v in meta.items()},
                                                         rule, task, STEPS, training=True).query_loss
                       for sign in (1, -1)]
         numeric = (losses[0] - losses[1]) / (2 * eps)
@@ -85,7 +85,7 @@ def test_online_rules_second_order_meta_gradient_matches_finite_differences(floa
     """Their rates depend on the inner gradients, so MAML's meta-gradient also flows through the rates."""
     params, task = tiny_params(), tiny_task()
     rule = make_rule(name, rules_config(hypergradient={"beta": 0.05}, metaoptimize={"meta_lr": 0.5}))
-    maml = ALGORITHMS["maml"]
+    maml = get_algorithm("maml", {})
     loss = maml.task_result(params, {}, rule, task, 3, training=True).query_loss
     grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
     gen, eps = torch.Generator().manual_seed(5), 1e-6
@@ -126,7 +126,7 @@ def test_meta_sgd_logs_the_element_weighted_mean_rate(float64):
     params = {"a": torch.zeros(3), "b": torch.zeros(1)}
     meta = {"lr.a": torch.full((3,), 0.1), "lr.b": torch.full((1,), 0.5)}
     grads = {"a": torch.ones(3), "b": torch.ones(1)}
-    new, rate, _ = rule.step(meta, params, grads, 0, None, {})
+    new, rate, _ = inner_update(rule, meta, params, grads, 0, None, {})
     assert rate.item() == pytest.approx((3 * 0.1 + 0.5) / 4)
     torch.testing.assert_close(new["a"], torch.full((3,), -0.1))
 
@@ -142,7 +142,7 @@ def test_lslr_uses_each_steps_rate_and_the_last_one_beyond_the_trained_steps(flo
     meta = {"lr.a": torch.tensor([0.1, 0.2]), "lr.b": torch.tensor([0.3, 0.4])}
     grads = {"a": torch.ones(2), "b": torch.ones(2)}
     for step, expected in ((0, (0.1, 0.3)), (1, (0.2, 0.4)), (5, (0.2, 0.4))):
-        new, rate, _ = rule.step(meta, params, grads, step, None, {})
+        new, rate, _ = inner_update(rule, meta, params, grads, step, None, {})
         assert (new["a"][0].item(), new["b"][0].item()) == pytest.approx((-expected[0], -expected[1]))
         assert rate.item() == pytest.approx(sum(expected) / 2)
 
@@ -183,7 +183,7 @@ def metaoptimize_steps(variant: str, grads_per_step: list[dict], eta=0.5, decay=
                                                                 "variant": variant}))
     params, state, rates = {k: torch.zeros(1) for k in grads_per_step[0]}, {}, []
     for step, grads in enumerate(grads_per_step):
-        params, rate, state = rule.step({}, params, grads, step, SupportState(None, None, torch.zeros(())), state)
+        params, rate, state = inner_update(rule, {}, params, grads, step, SupportState(None, None, torch.zeros(())), state)
         rates.append(rate.item())
     return params, rates, state
 
@@ -222,15 +222,15 @@ def test_alfa_applies_the_networks_rates_and_decay_per_layer(float64):
     # Last layer: bias only, so the multipliers are (a_a, a_b, b_a, b_b) = (2, 3, 0.5, 1).
     meta["net.2.bias"] = torch.tensor([2.0, 3.0, 0.5, 1.0])
     meta["beta"] = torch.tensor([[1.0, 1.0], [0.8, 0.9]])
-    new, rate, _ = rule.step(meta, params, grads, 1, None, {})
+    new, rate, _ = inner_update(rule, meta, params, grads, 1, None, {})
     torch.testing.assert_close(new["a"], 0.8 * 0.5 * params["a"] - 2 * LR * grads["a"])
     torch.testing.assert_close(new["b"], 0.9 * 1.0 * params["b"] - 3 * LR * grads["b"])
     assert rate.item() == pytest.approx((3 * 2 * LR + 3 * LR) / 4)
     # The network sees the layer statistics: with a live last layer the multipliers depend on them.
     # Layer b's update changes when only layer a's weights do: through the statistics τ.
     meta["net.2.weight"] = torch.ones(4, 4)
-    live, _, _ = rule.step(meta, params, grads, 1, None, {})
-    shifted, _, _ = rule.step(meta, {**params, "a": params["a"] + 1}, grads, 1, None, {})
+    live, _, _ = inner_update(rule, meta, params, grads, 1, None, {})
+    shifted, _, _ = inner_update(rule, meta, {**params, "a": params["a"] + 1}, grads, 1, None, {})
     assert not torch.allclose(live["b"], shifted["b"])
 
 

@@ -15,7 +15,7 @@ from metalr.report.scaling import SCALING_OUTPUTS
 from metalr.report.build import OUTPUTS
 
 try:
-    metalr_config.validate(config)
+    config.update(metalr_config.resolve(config))  # the plug-ins' default settings filled in, then validated
 except metalr_config.ConfigError as error:
     sys.exit(f"metalr: {error}")
 

@@ -1,31 +1,28 @@
 """Registry of meta-learning algorithms: adding one is one module plus one line here.
 
-An algorithm with settings (iMAML) reads them from ``algorithms.<name>`` in the config: they replace
-the dataclass fields of its registry entry.
+Each module declares its label, its flags (``trains_rule_meta``, ``batches_training``) and its settings in
+a literal ``SPEC`` (``metalr.plugins``); settings are read from ``algorithms.<name>`` in the config (their
+defaults from the SPEC) and passed to the registered constructor. Importing this
+package does not import torch.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
-from metalr.algorithms.anil import ANIL
-from metalr.algorithms.base import Algorithm
-from metalr.algorithms.fomaml import FOMAML
-from metalr.algorithms.imaml import IMAML
-from metalr.algorithms.maml import MAML
-from metalr.algorithms.reptile import Reptile
+from metalr.plugins import Registry
 
-ALGORITHMS: dict[str, Algorithm] = {
-    "maml": MAML(),
-    "fomaml": FOMAML,
-    "anil": ANIL(),
-    "reptile": Reptile(),
-    "imaml": IMAML(),
-}
+ALGORITHMS = Registry("algorithm", {
+    "maml": "metalr.algorithms.maml:MAML",
+    "fomaml": "metalr.algorithms.fomaml:FOMAML",
+    "anil": "metalr.algorithms.anil:ANIL",
+    "reptile": "metalr.algorithms.reptile:Reptile",
+    "imaml": "metalr.algorithms.imaml:IMAML",
+}, required_flags=("trains_rule_meta", "batches_training"))
 
 
-def get_algorithm(name: str, settings: Mapping[str, Any]) -> Algorithm:
-    """The registered algorithm, with its ``settings[name]`` (the config's ``algorithms`` block) applied."""
-    if name not in ALGORITHMS:
-        raise KeyError(f"unknown algorithm {name!r}; valid: {sorted(ALGORITHMS)}")
-    return dataclasses.replace(ALGORITHMS[name], **settings.get(name, {}))
+def get_algorithm(name: str, settings: Mapping[str, Any]):
+    """The registered algorithm with ``settings[name]`` (the config's ``algorithms`` block) over its defaults.
+
+    Raises KeyError for an unknown algorithm (naming the valid ones)."""
+    plugin = ALGORITHMS[name]
+    return plugin.load()(**{**plugin.defaults(), **settings.get(name, {})})

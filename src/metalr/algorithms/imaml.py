@@ -24,6 +24,18 @@ from metalr.models import conv4
 from metalr.steprules.base import Params, StepRule
 
 
+SPEC = {
+    "label": "iMAML",
+    "trains_rule_meta": False,  # whether the meta-gradient reaches a rule's learned rates
+    "batches_training": False,  # whether the training step runs under torch.func.vmap (compute.batching)
+    "settings": {
+        "lam": {"default": 2.0, "exclusive_minimum": 0, "source": "[iMAML 2019] their Omniglot setting",
+                "doc": "proximal strength lambda"},
+        "cg_steps": {"default": 5, "minimum": 1, "source": "[iMAML 2019]",
+                     "doc": "conjugate-gradient steps for the implicit gradient"},
+    },
+}
+
 def _dot(a: Params, b: Params) -> torch.Tensor:
     return sum((a[k] * b[k]).sum() for k in a)
 
@@ -58,13 +70,13 @@ def implicit_gradient(support_loss: Callable[[Params], torch.Tensor], solution: 
 
 @dataclass(frozen=True)
 class IMAML:
+    lam: float  # algorithms.imaml.lam (SPEC)
+    cg_steps: int  # algorithms.imaml.cg_steps (SPEC)
     name: str = "imaml"
-    lam: float = 2.0
-    cg_steps: int = 5
-    trains_rule_meta: ClassVar[bool] = False
+    trains_rule_meta: ClassVar[bool] = SPEC["trains_rule_meta"]
     # The implicit gradient's CG differentiates a fresh leaf with torch.autograd.grad, which functorch's
     # vmap refuses; evaluation (no implicit gradient) batches.
-    batches_training: ClassVar[bool] = False
+    batches_training: ClassVar[bool] = SPEC["batches_training"]
 
     def adapted_keys(self, params: Params) -> list[str]:
         return list(params)

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from metalr.steprules.base import Params, StepRule, SupportState
+from metalr.steprules.base import Params, StepRule, SupportState, inner_update
 
 Predict = Callable[[Params, torch.Tensor], torch.Tensor]
 
@@ -48,6 +48,6 @@ def adapt(predict: Predict, params: Params, adapt_keys: list[str], x: torch.Tens
                     {k: v.detach() for k, v in fast.items()})
         else:
             grads, (loss, logits) = torch.func.grad(support_loss, has_aux=True)(fast)
-        fast, rate, state = rule.step(meta, fast, grads, step, SupportState(logits=logits, labels=y, loss=loss), state)
+        fast, rate, state = inner_update(rule, meta, fast, grads, step, SupportState(logits, y, loss), state)
         rates.append(rate)
     return {**fixed, **fast}, torch.stack(rates)

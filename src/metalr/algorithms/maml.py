@@ -10,12 +10,18 @@ from metalr.models import conv4
 from metalr.steprules.base import Params, StepRule
 
 
+SPEC = {
+    "label": "MAML",
+    "trains_rule_meta": True,  # whether the meta-gradient reaches a rule's learned rates
+    "batches_training": True,  # whether the training step runs under torch.func.vmap (compute.batching)
+}
+
 @dataclass(frozen=True)
 class MAML:
     name: str = "maml"
     first_order: bool = False
-    trains_rule_meta: ClassVar[bool] = True
-    batches_training: ClassVar[bool] = True
+    trains_rule_meta: ClassVar[bool] = SPEC["trains_rule_meta"]
+    batches_training: ClassVar[bool] = SPEC["batches_training"]
 
     def adapted_keys(self, params: Params) -> list[str]:
         return list(params)

@@ -22,11 +22,17 @@ from metalr.models import conv4
 from metalr.steprules.base import Params, StepRule
 
 
+SPEC = {
+    "label": "Reptile",
+    "trains_rule_meta": False,  # whether the meta-gradient reaches a rule's learned rates
+    "batches_training": True,  # whether the training step runs under torch.func.vmap (compute.batching)
+}
+
 @dataclass(frozen=True)
 class Reptile:
     name: str = "reptile"
-    trains_rule_meta: ClassVar[bool] = False
-    batches_training: ClassVar[bool] = True
+    trains_rule_meta: ClassVar[bool] = SPEC["trains_rule_meta"]
+    batches_training: ClassVar[bool] = SPEC["batches_training"]
 
     def adapted_keys(self, params: Params) -> list[str]:
         return list(params)

@@ -17,7 +17,7 @@ from metalr.steprules import RULES
 
 
 def valid_pair(algorithm: str, rule: str) -> bool:
-    return ALGORITHMS[algorithm].trains_rule_meta or not RULES[rule].learned
+    return ALGORITHMS[algorithm].flag("trains_rule_meta") or not RULES[rule].flag("learned")
 
 
 def cases(cfg: Mapping[str, Any]) -> list[bench.Case]:

@@ -16,16 +16,15 @@ from typing import Iterable, NamedTuple
 import numpy as np
 import pandas as pd
 
+from metalr.algorithms import ALGORITHMS
 from metalr.evaluate.stats import mean_ci95
 from metalr.io import read_json
+from metalr.steprules import RULES
 
 from .method_stats import seed_interval
 
 ALGORITHM_ORDER = ("anil", "maml", "fomaml")
 RULE_ORDER = ("fixed", "mlplr")
-ALGORITHM_LABELS = {"anil": "ANIL", "maml": "MAML", "fomaml": "FOMAML", "reptile": "Reptile", "imaml": "iMAML"}
-RULE_LABELS = {"mlplr": "MLPLR", "fixed": "fixed", "meta-sgd": "Meta-SGD", "lslr": "LSLR", "alfa": "ALFA",
-               "metaoptimize": "MetaOptimize", "hypergradient": "HD"}
 
 RUN_FIELDS = ("experiment", "dataset", "algorithm", "rule", "ways", "shots", "seed", "run_id")
 COLUMNS = RUN_FIELDS + (
@@ -64,11 +63,13 @@ def rule_rank(name: str) -> tuple[int, str]:
 
 
 def algorithm_label(name: str) -> str:
-    return ALGORITHM_LABELS.get(name, name.upper())
+    """The algorithm's label, declared in its module's SPEC (KeyError for an unknown name)."""
+    return ALGORITHMS[name].label
 
 
 def rule_label(name: str) -> str:
-    return RULE_LABELS.get(name, name.upper())
+    """The rule's label, declared in its module's SPEC (KeyError for an unknown name)."""
+    return RULES[name].label
 
 
 def method_label(algorithm: str, rule: str) -> str:

@@ -25,16 +25,26 @@ CITED = {"MAML": "Finn et al. 2017"}  # tags that are short names of a reference
 ENTITY_SECTIONS = {"data": "datasets", "algorithms": "algorithms", "rules": "rules"}
 
 
-def _registries() -> dict[str, set[str]]:
-    # imported here: the registries import torch
+def _registries() -> dict[str, Mapping]:
     from metalr.algorithms import ALGORITHMS
     from metalr.data.registry import DATASETS
     from metalr.steprules import RULES
 
-    return {"datasets": set(DATASETS), "algorithms": set(ALGORITHMS), "rules": set(RULES)}
+    return {"datasets": DATASETS, "algorithms": ALGORITHMS, "rules": RULES}
+
+
+def plugin_tag(registries: Mapping[str, Mapping], parts: list[str]) -> tuple[str, str] | None:
+    """(tag, declaring module) of a plug-in setting ``<section>.<name>.<setting>`` from its SPEC's source."""
+    kind = ENTITY_SECTIONS.get(parts[0])
+    if kind not in ("algorithms", "rules") or len(parts) != 3 or parts[1] not in registries[kind]:
+        return None
+    plugin = registries[kind][parts[1]]
+    tag = _SPEC_TAG.match(plugin.settings[parts[2]].source)
+    return (tag["tag"].strip() if tag else ""), plugin.module
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?P<rest>.*)$")
 _TAG = re.compile(r"^#\s*\[(?P<tag>[^\]]+)\]")
+_SPEC_TAG = re.compile(r"^\[(?P<tag>[^\]]+)\]")
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None)
     files = [Path(f) for f in config_files]
     cfg = config_mod.load(files)
     per_file = [(f, config_mod.read_yaml(f), comment_tags(f)) for f in files]
-    known = _registries() if used is not None else {}
+    known = _registries()
     out = []
     for key, value in leaves(cfg):
         parts = key.split(".")
@@ -114,8 +124,11 @@ def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None)
             if found:
                 tag = found[-1]
                 break
-        set_in = [f for f, data, _ in per_file if config_mod.has_key(data, parts)][-1]
-        out.append(Choice(key, format_value(value), tag, source_of(tag), _display_path(set_in)))
+        setters = [_display_path(f) for f, data, _ in per_file if config_mod.has_key(data, parts)]
+        declared = plugin_tag(known, parts)
+        if declared and not setters:  # a plug-in default: its source is declared in the module's SPEC
+            tag, setters = declared[0], [declared[1]]
+        out.append(Choice(key, format_value(value), tag, source_of(tag), setters[-1]))
     return out
 
 

@@ -1,29 +1,30 @@
-"""Registry of inner-loop step-size rules: adding a rule is one module plus one line here."""
+"""Registry of inner-loop step-size rules: adding a rule is one module plus one line here.
+
+Each module declares its label, whether its rates are learned and its settings (defaults, sources,
+tuning ranges) in a literal ``SPEC`` (``metalr.plugins``); the config's ``rules.*`` defaults and schema,
+the choices ledger, the benchmark and the tuning search space are derived from it. Importing this
+package does not import torch: ``make_rule`` imports the rule's module when a job needs it.
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from metalr.steprules.alfa import ALFA
-from metalr.steprules.base import StepRule
-from metalr.steprules.fixed import FixedRate
-from metalr.steprules.hypergradient import Hypergradient
-from metalr.steprules.lslr import LSLR
-from metalr.steprules.metaoptimize import MetaOptimize
-from metalr.steprules.metasgd import MetaSGD
-from metalr.steprules.mlplr import MLPLR
+from metalr.plugins import Registry
 
-RULES: dict[str, type] = {
-    FixedRate.name: FixedRate,
-    MLPLR.name: MLPLR,
-    MetaSGD.name: MetaSGD,
-    LSLR.name: LSLR,
-    Hypergradient.name: Hypergradient,
-    MetaOptimize.name: MetaOptimize,
-    ALFA.name: ALFA,
-}
+RULES = Registry("step-size rule", {
+    "fixed": "metalr.steprules.fixed:FixedRate",
+    "mlplr": "metalr.steprules.mlplr:MLPLR",
+    "meta-sgd": "metalr.steprules.metasgd:MetaSGD",
+    "lslr": "metalr.steprules.lslr:LSLR",
+    "hypergradient": "metalr.steprules.hypergradient:Hypergradient",
+    "metaoptimize": "metalr.steprules.metaoptimize:MetaOptimize",
+    "alfa": "metalr.steprules.alfa:ALFA",
+}, required_flags=("learned",))
 
 
-def make_rule(name: str, rules_config: Mapping[str, Any]) -> StepRule:
-    if name not in RULES:
-        raise KeyError(f"unknown step-size rule {name!r}; valid: {sorted(RULES)}")
-    return RULES[name](rules_config[name])
+def make_rule(name: str, rules_config: Mapping[str, Any]):
+    """The rule ``name`` with its settings: ``rules_config[name]`` over the SPEC's defaults.
+
+    Raises KeyError for an unknown rule (naming the valid ones)."""
+    plugin = RULES[name]
+    return plugin.load()({**plugin.defaults(), **rules_config.get(name, {})})

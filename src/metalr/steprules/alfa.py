@@ -20,15 +20,27 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from metalr.steprules.base import Params, SupportState, weighted_mean_rate
+from metalr.steprules.base import Params, Rates, SupportState
 
+SPEC = {
+    "label": "ALFA",
+    "learned": True,
+    "settings": {
+        "lr": {"default": 0.4, "exclusive_minimum": 0,
+               "source": "[ours] the fixed rate (ALFA 2020 initialises at its MAML rate)",
+               "doc": "initial per-step base rate alpha0",
+               "tune": {"low": 0.001, "high": 1.0, "log": True, "source": "[ours] the fixed rate's range"}},
+        "seed": {"default": 1, "minimum": 0, "source": "[ours]",
+                 "doc": "seed of the MLP's hidden-layer initialisation (its last layer starts at 0, bias 1)"},
+    },
+}
 ALPHA, BETA, NET = "alpha", "beta", "net."
 NET_LAYERS = 3
 
 
 class ALFA:
     name = "alfa"
-    learned = True
+    learned = SPEC["learned"]
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])
@@ -61,14 +73,7 @@ class ALFA:
         row = min(step, meta[ALPHA].shape[0] - 1)
         return meta[ALPHA][row] * multiplier_alpha, meta[BETA][row] * multiplier_beta
 
-    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-                    state: Params) -> Params:
-        alpha, _ = self.coefficients(meta, params, grads, step)
-        return {k: alpha[i] for i, k in enumerate(grads)}
-
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
+    def rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+              state: Params) -> Rates:
         alpha, beta = self.coefficients(meta, params, grads, step)
-        rates = {k: alpha[i] for i, k in enumerate(grads)}
-        new = {k: beta[i] * params[k] - rates[k] * grads[k] for i, k in enumerate(grads)}
-        return new, weighted_mean_rate(rates, params), state
+        return Rates({k: alpha[i] for i, k in enumerate(grads)}, state, decay={k: beta[i] for i, k in enumerate(grads)})

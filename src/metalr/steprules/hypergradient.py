@@ -17,15 +17,28 @@ from typing import Any, Mapping
 
 import torch
 
-from metalr.steprules.base import Params, SupportState, same_rate, sgd
+from metalr.steprules.base import Params, Rates, SupportState
 
+SPEC = {
+    "label": "HD",
+    "learned": False,
+    "settings": {
+        "lr": {"default": 0.4, "exclusive_minimum": 0, "source": "[ours] the fixed rate",
+               "doc": "the rate of each task's first step",
+               "tune": {"low": 0.001, "high": 1.0, "log": True, "source": "[ours] the fixed rate's range"}},
+        "beta": {"default": 0.001, "minimum": 0, "source": "[Baydin et al. 2018] SGD-HD's hypergradient step size",
+                 "doc": "hypergradient step size; 0 gives the fixed rule",
+                 "tune": {"low": 0.00001, "high": 0.1, "log": True,
+                          "source": "[ours] two decades either side of SGD-HD's 0.001"}},
+    },
+}
 RATE = "rate"
 GRAD = "grad."
 
 
 class Hypergradient:
     name = "hypergradient"
-    learned = False
+    learned = SPEC["learned"]
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])
@@ -34,17 +47,11 @@ class Hypergradient:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {}
 
-    def rate(self, grads: Params, support: SupportState, state: Params) -> torch.Tensor:
+    def rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+              state: Params) -> Rates:
         if state:
             alignment = sum((grads[k] * state[GRAD + k]).sum() for k in grads)
-            return state[RATE] + self.beta * alignment
-        return torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)  # first step of the task
-
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
-        rate = self.rate(grads, support, state)
-        return sgd(params, grads, rate), rate, {RATE: rate, **{GRAD + k: g for k, g in grads.items()}}
-
-    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-                    state: Params) -> Params:
-        return same_rate(grads, self.rate(grads, support, state))
+            rate = state[RATE] + self.beta * alignment
+        else:  # the task's first step
+            rate = torch.tensor(self.lr, dtype=support.loss.dtype, device=support.loss.device)
+        return Rates(rate, {RATE: rate, **{GRAD + k: g for k, g in grads.items()}})

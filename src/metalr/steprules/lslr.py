@@ -14,14 +14,24 @@ from typing import Any, Mapping
 
 import torch
 
-from metalr.steprules.base import Params, SupportState, weighted_mean_rate
+from metalr.steprules.base import Params, Rates, SupportState
 
+SPEC = {
+    "label": "LSLR",
+    "learned": True,
+    "settings": {
+        "lr": {"default": 0.4, "exclusive_minimum": 0,
+               "source": "[ours] the fixed rate (MAML++ 2018 starts LSLR at its MAML inner rate)",
+               "doc": "initial rate of every layer and step",
+               "tune": {"low": 0.001, "high": 1.0, "log": True, "source": "[ours] the fixed rate's range"}},
+    },
+}
 PREFIX = "lr."
 
 
 class LSLR:
     name = "lslr"
-    learned = True
+    learned = SPEC["learned"]
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])
@@ -30,12 +40,6 @@ class LSLR:
         return {PREFIX + k: torch.full((inner_steps,), self.lr, dtype=v.dtype, device=v.device)
                 for k, v in params.items()}
 
-    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-                    state: Params) -> Params:
-        return {k: meta[PREFIX + k][min(step, meta[PREFIX + k].shape[0] - 1)] for k in grads}
-
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
-        rates = self.layer_rates(meta, params, grads, step, support, state)
-        new = {k: params[k] - rates[k] * grads[k] for k in grads}
-        return new, weighted_mean_rate(rates, params), state
+    def rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+              state: Params) -> Rates:
+        return Rates({k: meta[PREFIX + k][min(step, meta[PREFIX + k].shape[0] - 1)] for k in grads}, state)

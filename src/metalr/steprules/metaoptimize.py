@@ -32,8 +32,28 @@ from typing import Any, Mapping
 
 import torch
 
-from metalr.steprules.base import Params, SupportState, weighted_mean_rate
+from metalr.steprules.base import Params, Rates, SupportState
 
+SPEC = {
+    "label": "MetaOptimize",
+    "learned": False,
+    "settings": {
+        "lr": {"default": 0.4, "exclusive_minimum": 0, "source": "[ours] the fixed rate",
+               "doc": "base step size at each task's first step",
+               "tune": {"low": 0.001, "high": 1.0, "log": True, "source": "[ours] the fixed rate's range"}},
+        "meta_lr": {"default": 0.01, "minimum": 0,
+                    "source": "[ours] the framework tunes it per problem",
+                    "doc": "meta step size on the log step size; 0 gives `fixed`",
+                    "tune": {"low": 0.0001, "high": 1.0, "log": True,
+                             "source": "[ours] four decades: from nearly `fixed` to a unit step in log space"}},
+        "trace_decay": {"default": 0.9, "minimum": 0, "maximum": 1,
+                        "source": "[ours] the framework's gamma; an inner loop is 5-10 steps",
+                        "doc": "decay of the trace of past updates"},
+        "variant": {"default": "blockwise", "choices": ["scalar", "blockwise"],
+                    "source": "[ours] blockwise was best in the reviews' tables",
+                    "doc": "scalar: one step size; blockwise: one per parameter tensor"},
+    },
+}
 LOG_RATIO = "log_ratio."
 TRACE = "trace."
 ALL = "all"  # the single block of the scalar variant
@@ -41,7 +61,7 @@ ALL = "all"  # the single block of the scalar variant
 
 class MetaOptimize:
     name = "metaoptimize"
-    learned = False
+    learned = SPEC["learned"]
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])
@@ -66,19 +86,11 @@ class MetaOptimize:
         zero = torch.zeros((), dtype=support.loss.dtype, device=support.loss.device)  # first step: δ = 0, empty trace
         return {self.block(k): zero for k in grads}
 
-    def rates(self, grads: Params, log_ratio: Params) -> Params:
-        return {k: self.lr * torch.exp(log_ratio[self.block(k)]) for k in grads}
-
-    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-                    state: Params) -> Params:
-        return self.rates(grads, self.log_ratios(grads, support, state))
-
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
+    def rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+              state: Params) -> Rates:
         log_ratio = self.log_ratios(grads, support, state)
-        rates = self.rates(grads, log_ratio)
-        updates = {k: -rates[k] * grads[k] for k in grads}
-        new = {k: params[k] + updates[k] for k in grads}
+        rates = {k: self.lr * torch.exp(log_ratio[self.block(k)]) for k in grads}
+        updates = {k: -rates[k] * grads[k] for k in grads}  # the Δθ inner_update applies
         trace = {k: self.trace_decay * state[TRACE + k] + updates[k] if state else updates[k] for k in grads}
         new_state = {**{LOG_RATIO + b: v for b, v in log_ratio.items()}, **{TRACE + k: v for k, v in trace.items()}}
-        return new, weighted_mean_rate(rates, params), new_state
+        return Rates(rates, new_state)

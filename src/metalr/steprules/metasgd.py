@@ -4,7 +4,7 @@
     meta-learned with the initialisation (outer Adam, keys ``rule.lr.<param>``).
 
 The same α is used at every inner step (as in the paper), so evaluation may run more steps than
-training. λ-log value: the mean of α over all adapted elements (``weighted_mean_rate``).
+training. λ-log value: the mean of α over all adapted elements.
 """
 from __future__ import annotations
 
@@ -12,14 +12,25 @@ from typing import Any, Mapping
 
 import torch
 
-from metalr.steprules.base import Params, SupportState, weighted_mean_rate
+from metalr.steprules.base import Params, Rates, SupportState
 
+SPEC = {
+    "label": "Meta-SGD",
+    "learned": True,
+    "settings": {
+        "lr": {"default": 0.4, "exclusive_minimum": 0,
+               "source": "[ours] the fixed rate, so Meta-SGD starts as `fixed` (Meta-SGD 2017 draws it from "
+                         "U[0.005, 0.1])",
+               "doc": "initial rate of every element",
+               "tune": {"low": 0.001, "high": 1.0, "log": True, "source": "[ours] the fixed rate's range"}},
+    },
+}
 PREFIX = "lr."
 
 
 class MetaSGD:
     name = "meta-sgd"
-    learned = True
+    learned = SPEC["learned"]
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.lr = float(settings["lr"])
@@ -27,12 +38,6 @@ class MetaSGD:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return {PREFIX + k: torch.full_like(v.detach(), self.lr) for k, v in params.items()}
 
-    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-                    state: Params) -> Params:
-        return {k: meta[PREFIX + k] for k in grads}
-
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
-        rates = self.layer_rates(meta, params, grads, step, support, state)
-        new = {k: params[k] - rates[k] * grads[k] for k in grads}
-        return new, weighted_mean_rate(rates, params), state
+    def rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+              state: Params) -> Rates:
+        return Rates({k: meta[PREFIX + k] for k in grads}, state)

@@ -3,7 +3,7 @@
 Every ``train.log_every`` iterations the training loop calls ``RateLog.record`` with the current
 initialisation, rule tensors and the iteration's task batch. The batch is adapted again, without a
 graph (``training=False``: first order, nothing accumulates into ``.grad``), through a rule wrapper
-that stores each step's ``layer_rates``; the recorded value per tensor and step is the mean over the
+that stores each step's rates; the recorded value per tensor and step is the mean over the
 tasks (for element-wise rates, Meta-SGD's, first the mean over the tensor's elements). The extra
 pass reads the parameters and draws no random numbers, so training itself is unchanged.
 It is written to ``rates.json`` beside the model: rates[i][k][s] at iterations[i], tensor keys[k],
@@ -18,7 +18,7 @@ import torch
 
 from metalr import io
 from metalr.algorithms.base import Algorithm, Task
-from metalr.steprules.base import Params, StepRule, SupportState
+from metalr.steprules.base import Params, Rates, StepRule, SupportState, per_tensor
 
 RATES_FILE = "rates.json"
 
@@ -34,15 +34,11 @@ class RecordingRule:
     def init_meta(self, params: Params, inner_steps: int) -> Params:
         return self.rule.init_meta(params, inner_steps)
 
-    def layer_rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-                    state: Params) -> Params:
-        return self.rule.layer_rates(meta, params, grads, step, support, state)
-
-    def step(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
-             state: Params) -> tuple[Params, torch.Tensor, Params]:
-        rates = self.rule.layer_rates(meta, params, grads, step, support, state)
-        self.steps.append({k: float(v.detach().mean()) for k, v in rates.items()})
-        return self.rule.step(meta, params, grads, step, support, state)
+    def rates(self, meta: Params, params: Params, grads: Params, step: int, support: SupportState,
+              state: Params) -> Rates:
+        out = self.rule.rates(meta, params, grads, step, support, state)
+        self.steps.append({k: float(v.detach().mean()) for k, v in per_tensor(out.rates, grads).items()})
+        return out
 
 
 def task_rates(algorithm: Algorithm, params: Params, meta: Params, rule: StepRule, tasks: Sequence[Task],
