@@ -16,7 +16,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "tasks": ("data",),
     "train": ("data", "models", "algorithms", "steprules", "train", "precision.py"),
     "evaluate": ("data", "models", "algorithms", "steprules", "train", "evaluate", "precision.py"),
-    "report": ("report", "evaluate/stats.py"),  # the report's intervals use the evaluation's t interval
+    "report": ("report",),
     "pdf": ("report",),
     "bench": ("models", "algorithms", "steprules", "bench.py"),
     "scaling": ("models", "algorithms", "steprules", "bench.py", "scaling.py"),
