@@ -18,7 +18,7 @@ from metalr.algorithms.base import Task
 from metalr.config import Run
 from metalr.data.arrays import MANIFEST, load_split
 from metalr.data.episodes import Episode, episode_tensors, load_task_list
-from metalr.evaluate.chunked import resolve_chunk, score_tasks
+from metalr.evaluate.chunked import TaskScore, resolve_chunk, score_tasks
 from metalr.evaluate.stats import mean_ci95
 from metalr.steprules import make_rule
 from metalr.train.checkpoint import read_torch
@@ -63,14 +63,15 @@ def check_task_list_source(task_list: Mapping[str, Any], tasks_path: Path, data_
                               f"--shots {task_list.get('shots')})")
 
 
-def first_non_finite_step(score_one: Callable[[int], tuple[float, np.ndarray, float]], steps: int) -> int:
+def finite(score: TaskScore) -> bool:
+    """Whether a task's step sizes and query loss (and so its logits) are all finite."""
+    return bool(np.isfinite(score.rates).all()) and math.isfinite(score.loss)
+
+
+def first_non_finite_step(score_one: Callable[[int], TaskScore], steps: int) -> int:
     """The first number of inner steps after which a task's step sizes or query loss are not finite
     (``score_one(k)`` adapts the task with k steps); evaluation is deterministic, so rerunning finds it."""
-    for k in range(1, steps + 1):
-        _, rates, loss = score_one(k)
-        if not (np.isfinite(rates).all() and math.isfinite(loss)):
-            return k
-    return steps
+    return next((k for k in range(1, steps + 1) if not finite(score_one(k))), steps)
 
 
 def resizer(image_shape: Sequence[int], train_shape: Sequence[int], test_dataset: str,
@@ -96,7 +97,16 @@ def resizer(image_shape: Sequence[int], train_shape: Sequence[int], test_dataset
 def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
              out_path: Path, progress: bool = True, device: str = "cpu", test_dataset: str | None = None) -> dict:
     """Score ``run``'s model on the task list; ``test_dataset`` (default: the training dataset) names the
-    dataset the tasks come from, another one for a cross-domain evaluation."""
+    dataset the tasks come from, another one for a cross-domain evaluation.
+
+    Writes (and returns) the metrics: the mean accuracy with its Student-t 95% interval over the tasks, the
+    accuracy of every task and of every class within it, the step sizes, the task list's hash and number of
+    distinct tasks, and the model's hash (and, cross-domain, the test classes left out as seen in training).
+
+    Refuses, before scoring: a model whose sha256 differs from its training log's (io.HashMismatch) or that
+    holds anything but tensors and plain containers (io.UnsafeFile), a task list drawn from another build of
+    the dataset (io.HashMismatch), a cross-domain list that keeps the training set's classes (ConfigError).
+    Raises NonFiniteEvaluation, writing nothing, when a step size or the query loss becomes NaN or inf."""
     ecfg = cfg["evaluate"]
     test_dataset = test_dataset or run.dataset
     io.remove_stale_temporaries(out_path)
@@ -129,7 +139,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     rule = make_rule(run.rule, cfg["rules"])
     params, meta = model["params"], model["meta"]
 
-    accuracies, rates = [], []
+    accuracies, class_accuracies, rates = [], [], []
     episodes = task_list["episodes"]
     load = lambda episode: resize(episode_tensors(split, Episode.from_dict(episode), device=device))  # noqa: E731
     steps = config_mod.evaluation_inner_steps(cfg, run.rule)
@@ -138,8 +148,8 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     chunk = resolve_chunk(ecfg, device, lambda: list(score([load(episodes[0])], chunk=1)))
     tasks = (load(episode) for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
                                                mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr))
-    for index, (accuracy, task_rates, loss) in enumerate(score(tasks, chunk=chunk)):
-        if not (np.isfinite(task_rates).all() and math.isfinite(loss)):
+    for index, task_score in enumerate(score(tasks, chunk=chunk)):
+        if not finite(task_score):
             task = load(episodes[index])
             step = first_non_finite_step(lambda k: next(score_tasks(
                 algorithm, params, meta, rule, [task], steps=k, chunk=1,
@@ -149,8 +159,9 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
                 f"({tasks_path}), inner step {step} of {steps}: the step size or the query loss (its logits) became "
                 f"NaN or infinite. No metrics were written; check the rule's settings (rules.{run.rule}) and the "
                 f"model ({model_path})")
-        accuracies.append(round(accuracy, DIGITS))
-        rates.append(task_rates)
+        accuracies.append(round(task_score.accuracy, DIGITS))
+        class_accuracies.append(task_score.class_accuracy)
+        rates.append(task_score.rates)
     rates = np.stack(rates)
     metrics = {
         "run": run.as_dict(cfg["experiment"]),
@@ -161,8 +172,13 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
                            "classes_remaining")}} if unseen_by else {})},
         "accuracy": mean_ci95(accuracies),
         "per_task_accuracy": accuracies,
+        # class-level scores (metalr.report.method_stats): each task's classes (indices into the test split,
+        # label order, as in the task list) and the accuracy on each one's queries
+        "per_task_classes": [list(episode["classes"]) for episode in episodes],
+        "per_task_class_accuracy": [[round(float(a), DIGITS) for a in task] for task in class_accuracies],
         "inner_steps": steps,
-        "task_list": {"path": str(tasks_path), "sha256": task_list["sha256"]},
+        "task_list": {"path": str(tasks_path), "sha256": task_list["sha256"],
+                      "distinct_tasks": task_list["distinct_tasks"]},
         "lambda": {
             "mean_per_step": [round(float(v), 6) for v in rates.mean(axis=0)],
             "min_per_step": [round(float(v), 6) for v in rates.min(axis=0)],
