@@ -184,3 +184,12 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_training_restarts(project, caps
     assert f"warning: {project['checkpoint']} cannot be read" in err and f"moved to {aside}" in err
     assert aside.read_bytes() == data[: len(data) // 3]  # kept, never deleted
     assert project["model"].read_bytes() == before  # restarted from scratch: the same model as the first training
+
+
+def test_a_metrics_file_missing_its_hash_records_is_refused(project, capsys):
+    metrics = io.read_json(project["metrics"])
+    del metrics["model"]
+    io.write_json(project["metrics"], metrics)
+    code, err = stage(capsys, "report")
+    line = one_line(err)
+    assert code == 2 and f"{project['metrics']} (or a file it names) lacks a field" in line and "'model'" in line

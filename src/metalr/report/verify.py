@@ -97,4 +97,8 @@ def check_inputs(metrics_paths: list[Path], data_root: Path) -> None:
     Raises ResultMismatch, io.HashMismatch, io.UnreadableFile or FileNotFoundError, each naming the file
     and the stage to rerun."""
     for path in metrics_paths:
-        check_evaluation(Path(path), Path(data_root))
+        try:
+            check_evaluation(Path(path), Path(data_root))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ResultMismatch(f"{path} (or a file it names) lacks a field a metalr evaluation writes ({exc!r}); "
+                                 f"rerun the evaluate stage that writes it") from exc
