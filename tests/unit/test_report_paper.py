@@ -26,13 +26,23 @@ HASH = {(d, w, s): hashlib.sha256(f"{d}/{w}/{s}".encode()).hexdigest() for d in 
 
 
 def write_eval(root: Path, alg, rule, shots, dataset, test=None, ways=5, seed=1, mean=0.5, ci=0.01, sha=None,
-               scores=None) -> Path:
+               scores=None, unseen=None) -> Path:
     test = test or dataset
     run = run_fields(alg, rule, shots, dataset=dataset, seed=seed, ways=ways)
     path = root / "metrics" / f"{run['run_id'].replace('/', '_')}-on-{test}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, metrics(run, mean, ci, sha or HASH[(test, ways, shots)], test_dataset=test, scores=scores))
+    data = metrics(run, mean, ci, sha or HASH[(test, ways, shots)], test_dataset=test, scores=scores)
+    if unseen is not None:
+        data["evaluation"]["unseen_by"] = unseen
+    write_json(path, data)
     return path
+
+
+def unseen_by(train="mini_imagenet", excluded=("n02089867",), total=30, with_wnid=30) -> dict:
+    """A cross-domain evaluation's record of the test classes left out (metalr.data.episodes.unseen_by_record)."""
+    return {"dataset": train, "matched_by": "WordNet id", "classes_with_wordnet_id": with_wnid,
+            "excluded": [{"index": i, "class": f"{w}-breed", "wordnet_id": w} for i, w in enumerate(excluded)],
+            "classes_total": total, "classes_remaining": total - len(excluded)}
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +82,30 @@ def test_test_dataset_column_and_duplicates(paper_like, tmp_path):
     assert aggregate.collect([old])["test_dataset"].tolist() == ["glyphs"]
 
 
-def test_task_lists_are_checked_per_test_dataset(tmp_path):
+def test_task_lists_are_checked_per_test_dataset_and_class_pool(tmp_path):
     ok = [write_eval(tmp_path, "maml", "fixed", 5, "cub"),
-          write_eval(tmp_path, "maml", "fixed", 5, "mini_imagenet", test="cub")]  # same cub task list
-    assert set(aggregate.check_same_tasks(aggregate.collect(ok))) == {("cub", 5, 5)}
-    bad = write_eval(tmp_path, "maml", "mlplr", 5, "mini_imagenet", test="cub", sha="f" * 64)
-    with pytest.raises(ValueError, match=r"test set \('cub', 5, 5\).*different task lists"):
+          write_eval(tmp_path, "maml", "fixed", 5, "mini_imagenet", test="cub", sha="c" * 64, unseen=unseen_by()),
+          write_eval(tmp_path, "anil", "fixed", 5, "mini_imagenet", test="cub", sha="c" * 64, unseen=unseen_by())]
+    assert set(aggregate.check_same_tasks(aggregate.collect(ok))) == {("cub", 5, 5, ""),
+                                                                      ("cub", 5, 5, "unseen by mini_imagenet")}
+    bad = write_eval(tmp_path, "maml", "mlplr", 5, "mini_imagenet", test="cub", sha="f" * 64, unseen=unseen_by())
+    with pytest.raises(ValueError, match=r"test set \('cub', 5, 5, 'unseen by mini_imagenet'\).*different task lists"):
         aggregate.check_same_tasks(aggregate.collect(ok + [bad]))
+
+
+def test_the_cross_domain_table_says_which_test_classes_were_left_out_and_how_many_remain(tmp_path):
+    runs = [write_eval(tmp_path, alg, "fixed", 5, "mini_imagenet", test=test, sha=sha, unseen=record)
+            for alg in ("maml", "anil")
+            for test, sha, record in (
+                ("stanford_dogs", "d" * 64, unseen_by(excluded=("n02089867", "n02105505", "n02108089"))),
+                ("cub", "c" * 64, unseen_by(excluded=(), total=20, with_wnid=0)))]
+    out = tmp_path / "generated"
+    build_report(runs, [], out, EXPERIMENT, config_file(tmp_path))
+    tex = " ".join((out / "cross_domain_table.tex").read_text().split())
+    assert ("3 of the 30 test classes of stanford\\_dogs are meta-train classes of mini\\_imagenet (same WordNet id: "
+            "n02089867, n02105505, n02108089) and were left out; 27 remain.") in tex
+    assert "The test classes of cub carry no WordNet id, so none could be matched" in tex
+    assert "stanford\\_dogs 5-way 5-shot (unseen by mini\\_imagenet)" in tex
 
 
 # --------------------------------------------------------------------------- tables

@@ -30,6 +30,7 @@ class TaskScore(NamedTuple):
     accuracy: float  # query accuracy of the task
     class_accuracy: np.ndarray  # [ways] float64: accuracy on each class's queries, in label order
     rates: np.ndarray  # [steps] float32: the step size of each inner step
+    loss: float  # query cross-entropy (nats): NaN or inf when the adaptation or the logits diverged
 
 
 def score_tasks(algorithm: Algorithm, params: Params, meta: Params, rule: StepRule, tasks: Iterable[Task],
@@ -44,12 +45,12 @@ def score_tasks(algorithm: Algorithm, params: Params, meta: Params, rule: StepRu
             if len(batch) == 1:
                 result = algorithm.task_result(params, meta, rule, batch[0], steps, training=False)
                 scored = [TaskScore(float(result.query_accuracy), _numpy(result.query_class_accuracy, np.float64),
-                                    _numpy(result.rates, np.float32))]
+                                    _numpy(result.rates, np.float32), float(result.query_loss))]
             else:
                 results = batched_task_results(algorithm, params, meta, rule, batch, steps, training=False)
                 scored = [TaskScore(*fields) for fields in zip(
                     results.query_accuracy.tolist(), _numpy(results.query_class_accuracy, np.float64),
-                    _numpy(results.rates, np.float32))]
+                    _numpy(results.rates, np.float32), results.query_loss.tolist())]
         yield from scored
 
 

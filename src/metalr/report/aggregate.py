@@ -29,6 +29,7 @@ RULE_ORDER = ("fixed", "mlplr")
 RUN_FIELDS = ("experiment", "dataset", "algorithm", "rule", "ways", "shots", "seed", "run_id")
 COLUMNS = RUN_FIELDS + (
     "test_dataset",
+    "task_pool",
     "accuracy_mean",
     "accuracy_ci95",
     "accuracy_std",
@@ -44,13 +45,16 @@ COLUMNS = RUN_FIELDS + (
     "metrics_path",
 )
 SETTING = ("dataset", "test_dataset", "ways", "shots")
-TASKS = ("test_dataset", "ways", "shots")  # one frozen task list per test dataset, ways and shots
+# One frozen task list per test dataset, ways, shots and class pool: "" = every test class (in-domain), or
+# "unseen by <dataset>" = the test classes a cross-domain training dataset did not meta-train on.
+TASKS = ("test_dataset", "ways", "shots", "task_pool")
 METHOD = ("algorithm", "rule")
 PER_TASK = "per_task_accuracy"  # kept in the frame for paired statistics, not written to summary.csv
+UNSEEN = "unseen_by"  # a cross-domain list's left-out classes (evaluation.unseen_by), kept for the table notes
 # class-level scores (metalr.report.method_stats), kept in the frame like PER_TASK; empty in older metrics files
 PER_TASK_CLASSES = "per_task_classes"
 PER_TASK_CLASS_ACCURACY = "per_task_class_accuracy"
-HIDDEN = (PER_TASK, PER_TASK_CLASSES, PER_TASK_CLASS_ACCURACY)
+HIDDEN = (PER_TASK, PER_TASK_CLASSES, PER_TASK_CLASS_ACCURACY, UNSEEN)
 CELL_COLUMNS = SETTING + METHOD + ("n_seeds", "mean", "ci95", "seed_sd", "seed_ci95", "n_tasks", "distinct_tasks")
 
 
@@ -110,6 +114,8 @@ def _row(path: Path) -> dict:
             raise ValueError(f"{path}: evaluation.{key} = {evaluation[key]} differs from run.{key} = {row[key]}; "
                              f"a model is evaluated at the ways and shots it was trained for")
     row[PER_TASK] = tuple(float(a) for a in data.get(PER_TASK) or ())
+    row[UNSEEN] = evaluation.get("unseen_by") or {}
+    row["task_pool"] = f"unseen by {row[UNSEEN]['dataset']}" if row[UNSEEN] else ""
     row[PER_TASK_CLASSES] = tuple(tuple(int(c) for c in task) for task in data.get(PER_TASK_CLASSES) or ())
     row[PER_TASK_CLASS_ACCURACY] = tuple(tuple(float(a) for a in task)
                                          for task in data.get(PER_TASK_CLASS_ACCURACY) or ())
@@ -190,9 +196,9 @@ class TaskListFacts(NamedTuple):
     distinct_tasks: int  # tasks that differ (a small split repeats tasks): metalr.data.episodes.distinct_tasks
 
 
-def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], TaskListFacts]:
-    """Every evaluation on one (test dataset, ways, shots) must use the same task list, whichever dataset
-    the model was trained on; returns (test_dataset, ways, shots) -> its TaskListFacts."""
+def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int, str], TaskListFacts]:
+    """Every evaluation on one (test dataset, ways, shots, task pool) must use the same task list, whichever
+    dataset the model was trained on; returns (test_dataset, ways, shots, task_pool) -> its TaskListFacts."""
     out = {}
     for key, group in df.groupby(list(TASKS), sort=True):
         hashes = sorted(set(group["task_list_sha256"]))
@@ -204,8 +210,36 @@ def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], TaskListFac
                 f"(sha256 {hashes}, n_tasks {n_tasks}, distinct tasks {distinct}); the tables compare methods on "
                 f"identical tasks only"
             )
-        out[(str(key[0]), int(key[1]), int(key[2]))] = TaskListFacts(hashes[0], n_tasks[0], distinct[0])
+        out[(str(key[0]), int(key[1]), int(key[2]), str(key[3]))] = TaskListFacts(hashes[0], n_tasks[0],
+                                                                                  distinct[0])
     return out
+
+
+def task_list_label(test_dataset: str, ways: int, shots: int, pool: str) -> str:
+    return f"{test_dataset} {ways}-way {shots}-shot" + (f" ({pool})" if pool else "")
+
+
+def exclusion_notes(df: pd.DataFrame) -> list[str]:
+    """One sentence per cross-domain (train, test) pair: which test classes were left out as meta-train
+    classes of the training dataset, and how many remain."""
+    notes = {}
+    for row in df.itertuples():
+        unseen = getattr(row, UNSEEN)
+        if not unseen:
+            continue
+        excluded = [e["wordnet_id"] or e["class"] for e in unseen["excluded"]]
+        if excluded:
+            text = (f"{len(excluded)} of the {unseen['classes_total']} test classes of {row.test_dataset} are "
+                    f"meta-train classes of {row.dataset} (same {unseen['matched_by']}: {', '.join(excluded)}) and "
+                    f"were left out; {unseen['classes_remaining']} remain.")
+        elif unseen["classes_with_wordnet_id"] == 0:
+            text = (f"The test classes of {row.test_dataset} carry no {unseen['matched_by']}, so none could be "
+                    f"matched with the meta-train classes of {row.dataset}; all {unseen['classes_total']} are used.")
+        else:
+            text = (f"No test class of {row.test_dataset} is a meta-train class of {row.dataset} (same "
+                    f"{unseen['matched_by']}); all {unseen['classes_total']} are used.")
+        notes[(row.dataset, row.test_dataset)] = text
+    return [notes[key] for key in sorted(notes)]
 
 
 def per_task_scores(row: dict) -> np.ndarray:
@@ -235,7 +269,7 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
         else:
             ci = mean_ci95(np.mean([per_task_scores(r) for r in rows], axis=0))["ci95"]
         spread = seed_interval([float(r["accuracy_mean"]) for r in rows])
-        facts = tasks[(str(key[1]), int(key[2]), int(key[3]))]
+        facts = tasks[(str(key[1]), int(key[2]), int(key[3]), str(rows[0]["task_pool"]))]
         out.append(dict(zip(SETTING + METHOD, (str(key[0]), str(key[1]), int(key[2]), int(key[3]), str(key[4]),
                                                 str(key[5]))),
                         n_seeds=len(rows), mean=spread["mean"], ci95=ci, seed_sd=spread["sd"],

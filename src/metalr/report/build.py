@@ -1,10 +1,17 @@
-"""The report stage: metrics + training logs + config -> the generated files of the appendix (OUTPUTS)."""
+"""The report stage: metrics + training logs + config -> the generated files of the appendix (OUTPUTS).
+
+The files are replaced as one unit: everything is rendered into a temporary sibling folder first, then
+moved into place, and the manifest (``report.json``: each file's sha256) is written last; until it is,
+the folder holds none, so the PDF stage (``check_report``) refuses a report a killed run left half-replaced.
+"""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from metalr import config as config_mod
-from metalr.io import write_text
+from metalr import io
 
 from . import aggregate as agg
 from . import choices as choices_mod
@@ -20,7 +27,39 @@ from .macros import macros_model
 TEXT_OUTPUTS = ("summary.csv", "cells.csv", "paired.csv", "paired_within_seed.csv", "tables.tex",
                 "cross_domain_table.tex", "paper_vs_ours.tex", "paired.tex", "choices.tex", "macros.tex")
 FIGURE_OUTPUTS = ("ways.pdf", "cross_domain.pdf", "lambda.pdf", "lambda.png", "training.pdf")
-OUTPUTS = TEXT_OUTPUTS + FIGURE_OUTPUTS
+REPORT_MANIFEST = "report.json"
+OUTPUTS = TEXT_OUTPUTS + FIGURE_OUTPUTS + (REPORT_MANIFEST,)
+
+
+class IncompleteReport(RuntimeError):
+    """A report folder lacks its manifest, or a file differs from it: a report run was cut short, or edited."""
+
+
+def check_report(out_dir: Path) -> dict:
+    """The report manifest of ``out_dir``, after checking every file it lists against its sha256."""
+    path = Path(out_dir) / REPORT_MANIFEST
+    rerun = "rerun the report stage (metalr report)"
+    if not path.is_file():
+        raise IncompleteReport(f"{path} is missing: the report in {out_dir} is incomplete (a report run was cut "
+                               f"short while replacing it) or was not made by metalr report; {rerun}")
+    manifest = io.read_json(path, rerun)
+    for name, sha in manifest["files"].items():
+        if not (Path(out_dir) / name).is_file() or io.sha256_file(Path(out_dir) / name) != sha:
+            raise IncompleteReport(f"{Path(out_dir) / name} is not the file the report recorded in {path} "
+                                   f"(missing or changed after the report was written); {rerun}")
+    return manifest
+
+
+def _publish(staging: Path, out_dir: Path, names: list[str], experiment: str) -> list[Path]:
+    """Move the staged files into ``out_dir``, the manifest last (the old one goes first)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / REPORT_MANIFEST).unlink(missing_ok=True)
+    files = {}
+    for name in names:
+        files[name] = io.sha256_file(staging / name)
+        os.replace(staging / name, out_dir / name)
+    io.write_json(out_dir / REPORT_MANIFEST, {"experiment": experiment, "files": files})
+    return [out_dir / name for name in names] + [out_dir / REPORT_MANIFEST]
 
 
 def _check_experiment(runs: list[dict], experiment: str, what: str) -> None:
@@ -31,7 +70,7 @@ def _check_experiment(runs: list[dict], experiment: str, what: str) -> None:
 
 def paper_results_path(cfg: dict) -> Path:
     path = Path(cfg["report"]["paper_results"])
-    return path if path.is_absolute() else config_mod.REPO_ROOT / path
+    return path if path.is_absolute() else config_mod.project_root() / path
 
 
 def _paper_rows(comparison) -> list[dict]:
@@ -82,7 +121,7 @@ def _within_rows(within) -> list[dict]:
 
 def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir: Path, experiment: str,
                  config_files: list[Path] | None = None, templates_dir: Path | None = None) -> list[Path]:
-    """Write OUTPUTS into ``out_dir`` (atomically, each) and return their paths.
+    """Write OUTPUTS into ``out_dir`` (as one unit: see the module docstring) and return their paths.
 
     ``metrics_paths`` holds in-domain and cross-domain evaluations alike; ``config_files`` are the
     layered config files of the experiment (default: config/config.yaml alone), read for
@@ -140,13 +179,17 @@ def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir:
                                                                   within, comparison, choices,
                                                                   bootstrap["resamples"])),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in TEXT_OUTPUTS:
-        write_text(out_dir / name, texts[name])
-        written.append(out_dir / name)
-    written += figures.ways_figure(cells, out_dir / "ways.pdf")
-    written += figures.cross_domain_figure(cells, out_dir / "cross_domain.pdf")
-    written += figures.lambda_figure(logs, out_dir / "lambda.pdf", out_dir / "lambda.png")
-    written += figures.training_figure(logs, out_dir / "training.pdf")
-    return written
+    io.remove_stale_folders(out_dir)
+    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name in TEXT_OUTPUTS:
+            io.write_text(staging / name, texts[name])
+        staged = [*figures.ways_figure(cells, staging / "ways.pdf"),
+                  *figures.cross_domain_figure(cells, staging / "cross_domain.pdf"),
+                  *figures.lambda_figure(logs, staging / "lambda.pdf", staging / "lambda.png"),
+                  *figures.training_figure(logs, staging / "training.pdf")]
+        return _publish(staging, out_dir, [*TEXT_OUTPUTS, *(p.name for p in staged)], experiment)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -46,7 +46,8 @@ def task_list_digest(runs: pd.DataFrame) -> str:
     tasks = agg.check_same_tasks(runs)
     if len(tasks) == 1:
         return next(iter(tasks.values())).sha256[:SHORT_HASH]
-    text = "\n".join(f"{d}/{w}/{s}:{facts.sha256}" for (d, w, s), facts in sorted(tasks.items()))
+    text = "\n".join(f"{d}/{w}/{s}{'/' + pool if pool else ''}:{facts.sha256}"
+                     for (d, w, s, pool), facts in sorted(tasks.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:SHORT_HASH]
 
 
@@ -70,10 +71,10 @@ def ways_settings(cells: pd.DataFrame) -> list[tuple[str, int, list[int]]]:
     return out
 
 
-def task_repeats_text(tasks: dict[tuple[str, int, int], agg.TaskListFacts]) -> str:
+def task_repeats_text(tasks: dict[tuple[str, int, int, str], agg.TaskListFacts]) -> str:
     """A sentence naming the task lists whose tasks repeat, with their distinct and drawn counts ('' if none)."""
-    repeating = [f"{d} {w}-way {s}-shot ({f.distinct_tasks} distinct of {f.n_tasks})"
-                 for (d, w, s), f in sorted(tasks.items()) if f.distinct_tasks < f.n_tasks]
+    repeating = [f"{agg.task_list_label(*key)} ({f.distinct_tasks} distinct of {f.n_tasks})"
+                 for key, f in sorted(tasks.items()) if f.distinct_tasks < f.n_tasks]
     if not repeating:
         return ""
     return latex_escape(f"Tasks repeat in the task list(s) of {'; '.join(repeating)}: the split has too few classes "

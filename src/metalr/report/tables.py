@@ -98,7 +98,7 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
                        "last": start + len(g_cols) - 1, "ways": ways})
         start += len(g_cols)
 
-    task_keys = sorted({(c[1], c[2], c[3]) for c in cols})
+    task_keys = sorted({(r.test_dataset, int(r.ways), int(r.shots), r.task_pool) for r in runs.itertuples()})
     n_tasks = sorted({tasks[k].n_tasks for k in task_keys})
     return {
         "experiment": experiment,
@@ -111,9 +111,10 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
         "colspec": "l" + "c" * len(cols),
         "rows": body,
         "n_tasks": n_tasks[0] if len(n_tasks) == 1 else None,
-        "task_lists": [{"label": f"{d} {w}-way {s}-shot", "n_tasks": tasks[(d, w, s)].n_tasks,
-                        "distinct": tasks[(d, w, s)].distinct_tasks, "hash": tasks[(d, w, s)].sha256[:SHORT_HASH]}
-                       for d, w, s in task_keys],
+        "task_lists": [{"label": agg.task_list_label(*key), "n_tasks": tasks[key].n_tasks,
+                        "distinct": tasks[key].distinct_tasks, "hash": tasks[key].sha256[:SHORT_HASH]}
+                       for key in task_keys],
+        "exclusions": agg.exclusion_notes(runs),
         "repeats": any(tasks[k].distinct_tasks < tasks[k].n_tasks for k in task_keys),
         "max_seeds": max_seeds,
         "min_seeds": int(cells["n_seeds"].min()),
