@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from metalr import io
-from metalr.config import Run, cross_domain_cells, cross_domain_evaluations, grid_runs
+from metalr.config import ConfigError, Run, cross_domain_cells, cross_domain_evaluations, grid_runs
 
 Cfg = Mapping[str, Any]
 Job = dict[str, str]
@@ -58,6 +58,8 @@ RESOLVED_CONFIG = RESULTS + "/config.yaml"
 CONFIG_SOURCES = RESULTS + "/config-sources.yaml"
 DATASET_DIR = "{root}/{dataset}"
 TASKS = RESULTS + "/tasks/" + CELL + ".json"
+# a cross-domain evaluation's test tasks: the test dataset's classes less the training dataset's meta-train ones
+CROSS_DOMAIN_TASKS = RESULTS + "/tasks/{test}/{ways}w{shots}s-unseen-by-{dataset}.json"
 MODEL_DIR = RESULTS + "/models/" + RUN
 METRICS = RESULTS + "/metrics/" + RUN + ".json"
 CROSS_DOMAIN_METRICS = RESULTS + "/cross_domain/{test}/" + RUN + ".json"
@@ -65,18 +67,21 @@ CHECKPOINT = "work/{experiment}/checkpoints/" + RUN + ".pt"
 GPU_LOCKS = "work/gpu-locks"
 LOGS = "logs/{experiment}"
 BENCH = "results/bench/{name}.json"
+ROOTS = ("results", "work", "paper/generated", "{root}")  # every path lies below one of these
 
 # A preprocessed dataset folder (metalr.data.arrays): a manifest and two arrays per split.
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
 MODEL_FILES = ("model.pt", "train_log.json", "lambdas.npy", "rates.json")
 # Outputs of the report-side stages (fixed names; each module writes exactly these).
-REPORT_TEXT_OUTPUTS = ("summary.csv", "paired.csv", "tables.tex", "cross_domain_table.tex", "paper_vs_ours.tex",
-                       "paired.tex", "choices.tex", "macros.tex")
+REPORT_TEXT_OUTPUTS = ("summary.csv", "cells.csv", "paired.csv", "paired_within_seed.csv", "tables.tex",
+                       "cross_domain_table.tex", "paper_vs_ours.tex", "paired.tex", "choices.tex", "macros.tex")
 REPORT_FIGURE_OUTPUTS = ("ways.pdf", "cross_domain.pdf", "lambda.pdf", "lambda.png", "training.pdf")
 # For DVC: one flat summary (`metrics:`) and the curves (`plots:`), a column per run.
 REPORT_DVC_OUTPUTS = ("metrics.json", "training_loss.csv", "training_accuracy.csv", "stepsizes.csv")
-REPORT_OUTPUTS = REPORT_TEXT_OUTPUTS + REPORT_DVC_OUTPUTS + REPORT_FIGURE_OUTPUTS  # the order the report writes them
+REPORT_MANIFEST = "report.json"  # written last: each file's sha256 (metalr.report.build)
+# the order the report writes them
+REPORT_OUTPUTS = REPORT_TEXT_OUTPUTS + REPORT_DVC_OUTPUTS + REPORT_FIGURE_OUTPUTS + (REPORT_MANIFEST,)
 ANALYSIS_OUTPUTS = ("fidelity.pdf", "stepsizes.pdf", "cost.tex", "analyses_macros.tex")
 SCALING_OUTPUTS = ("scaling.pdf", "scaling-macros.tex")
 TEMPLATES = "paper/templates"
@@ -112,6 +117,18 @@ def fill(pattern: str, cfg: Cfg, job: Mapping[str, str] | None = None) -> str:
     return pattern.format_map(_Layout(cfg, job or {}))
 
 
+def inside(pattern: str, cfg: Cfg, job: Mapping[str, str] | None = None) -> Path:
+    """``fill``, refused (ConfigError) unless the path lies strictly below its root: ``{root}`` (data.root)
+    or its first folder (results/, work/, paper/generated/). Config validation restricts the names that go
+    into paths (experiment, datasets, algorithms, rules); this is the guard behind it."""
+    path = Path(fill(pattern, cfg, job))
+    root = Path(fill(next(r for r in ROOTS if pattern.startswith(r + "/")), cfg))
+    if root.resolve() not in path.resolve().parents:
+        raise ConfigError(f"output path {path} is not inside {root}/: a name in it leaves the folder; use plain "
+                          f"names (config key experiment: letters, digits, '_', '-', '.')")
+    return path
+
+
 def run_job(run: Run) -> Job:
     return {"dataset": run.dataset, "ways": str(run.ways), "shots": str(run.shots), "algorithm": run.algorithm,
             "rule": run.rule, "seed": str(run.seed)}
@@ -134,11 +151,11 @@ def parse_run_id(text: str) -> Job | None:
 
 # The layout as functions, for the CLI and the stage code (a Run, not a job).
 def resolved_config_file(cfg: Cfg) -> Path:
-    return Path(fill(RESOLVED_CONFIG, cfg))
+    return inside(RESOLVED_CONFIG, cfg)
 
 
 def config_sources_file(cfg: Cfg) -> Path:
-    return Path(fill(CONFIG_SOURCES, cfg))
+    return inside(CONFIG_SOURCES, cfg)
 
 
 def evaluation_job(run: Run, test_dataset: str) -> tuple[str, Job]:
@@ -165,31 +182,37 @@ def stepsize_columns(cfg: Cfg) -> list[str]:
 
 
 def dataset_dir(cfg: Cfg, dataset: str) -> Path:
-    return Path(fill(DATASET_DIR, cfg, {"dataset": dataset}))
+    return inside(DATASET_DIR, cfg, {"dataset": dataset})
 
 
 def tasks_file(cfg: Cfg, dataset: str, ways: int, shots: int) -> Path:
-    return Path(fill(TASKS, cfg, {"dataset": dataset, "ways": str(ways), "shots": str(shots)}))
+    return inside(TASKS, cfg, {"dataset": dataset, "ways": str(ways), "shots": str(shots)})
+
+
+def cross_domain_tasks_file(cfg: Cfg, train_dataset: str, test_dataset: str, ways: int, shots: int) -> Path:
+    """The test tasks of ``test_dataset`` drawn from the classes ``train_dataset``'s meta-train split lacks."""
+    return inside(CROSS_DOMAIN_TASKS, cfg, {"dataset": train_dataset, "test": test_dataset, "ways": str(ways),
+                                            "shots": str(shots)})
 
 
 def model_dir(cfg: Cfg, run: Run) -> Path:
-    return Path(fill(MODEL_DIR, cfg, run_job(run)))
+    return inside(MODEL_DIR, cfg, run_job(run))
 
 
 def metrics_file(cfg: Cfg, run: Run) -> Path:
-    return Path(fill(METRICS, cfg, run_job(run)))
+    return inside(METRICS, cfg, run_job(run))
 
 
 def cross_domain_metrics_file(cfg: Cfg, run: Run, test_dataset: str) -> Path:
-    return Path(fill(CROSS_DOMAIN_METRICS, cfg, {**run_job(run), "test": test_dataset}))
+    return inside(CROSS_DOMAIN_METRICS, cfg, {**run_job(run), "test": test_dataset})
 
 
 def checkpoint_file(cfg: Cfg, run: Run) -> Path:
-    return Path(fill(CHECKPOINT, cfg, run_job(run)))
+    return inside(CHECKPOINT, cfg, run_job(run))
 
 
 def analysis_dir(cfg: Cfg) -> Path:
-    return Path(fill(ANALYSIS, cfg))
+    return inside(ANALYSIS, cfg)
 
 
 def scaling_file(cfg: Cfg) -> Path:
@@ -197,7 +220,7 @@ def scaling_file(cfg: Cfg) -> Path:
 
 
 def report_dir(cfg: Cfg) -> Path:
-    return Path(fill(GENERATED, cfg))
+    return inside(GENERATED, cfg)
 
 
 def all_metrics_files(cfg: Cfg) -> list[Path]:
@@ -268,8 +291,12 @@ def _data_jobs(cfg: Cfg) -> list[Job]:
 
 def _task_jobs(cfg: Cfg) -> list[Job]:
     cells = {(r.dataset, r.ways, r.shots) for r in grid_runs(cfg)}
-    cells |= {(test, ways, shots) for _, test, ways, shots in cross_domain_cells(cfg)}
     return [{"dataset": d, "ways": str(w), "shots": str(s)} for d, w, s in sorted(cells)]
+
+
+def _cross_domain_task_jobs(cfg: Cfg) -> list[Job]:
+    cells = {(train, test, ways, shots) for train, test, ways, shots in cross_domain_cells(cfg)}
+    return [{"dataset": d, "test": t, "ways": str(w), "shots": str(s)} for d, t, w, s in sorted(cells)]
 
 
 def _train_jobs(cfg: Cfg) -> list[Job]:
@@ -297,14 +324,18 @@ def output_name(file_name: str) -> str:
     return file_name.replace(".", "_").replace("-", "_")
 
 
+def _evaluation_tasks(cfg: Cfg, job: Job) -> str:
+    """The task list an evaluation job scores on: its cell's, or across domains the test dataset's unseen classes."""
+    return fill(CROSS_DOMAIN_TASKS if "test" in job else TASKS, cfg, job)
+
+
 def _evaluation_inputs(cfg: Cfg, job: Job, root: Path, test: str) -> dict[str, list[str]]:
-    return {"model": [fill(MODEL_DIR, cfg, job) + "/model.pt"],
-            "tasks": [fill(TASKS, cfg, {"dataset": test, "ways": job["ways"], "shots": job["shots"]})],
+    return {"model": [fill(MODEL_DIR, cfg, job) + "/model.pt"], "tasks": [_evaluation_tasks(cfg, job)],
             "data": dataset_files(cfg, test, [cfg["evaluate"]["split"]])}
 
 
 def _evaluation_argv(cfg: Cfg, job: Job, out: str, test: str) -> list[str]:
-    tasks = fill(TASKS, cfg, {"dataset": test, "ways": job["ways"], "shots": job["shots"]})
+    tasks = _evaluation_tasks(cfg, job)
     extra = ["--test-dataset", test] if test != job["dataset"] else []
     return ["--run", RUN.format(**job), *extra, "--model", fill(MODEL_DIR, cfg, job) + "/model.pt", "--tasks", tasks,
             "--out", out]
@@ -362,6 +393,18 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         argv=lambda cfg, job: ["--dataset", job["dataset"], "--ways", job["ways"], "--shots", job["shots"],
                                "--out", fill(TASKS, cfg, job)],
         code=("data", "algorithms/base.py", "steprules/base.py")),  # the task list's episodes hold a Task
+    Stage(
+        name="tasks_cross_domain", command="tasks", doc="freeze the test tasks of a cross-domain evaluation: the test "
+        "dataset's classes less those the training dataset meta-trains on",
+        wildcards=("test", "ways", "shots", "dataset"), key="{test}/{ways}w{shots}s-unseen-by-{dataset}",
+        jobs=_cross_domain_task_jobs, outputs=lambda cfg, job: {"tasks": fill(CROSS_DOMAIN_TASKS, cfg, job)},
+        inputs=lambda cfg, job, root: {"data": dataset_files(cfg, job["test"], [cfg["evaluate"]["split"]]),
+                                       "train_manifest": [fill(DATASET_DIR, cfg, job) + "/" + MANIFEST]},
+        reads=lambda cfg, job: ["evaluate.split", "evaluate.queries", "evaluate.tasks", "evaluate.task_seed"],
+        also_reads=("data.root",),
+        argv=lambda cfg, job: ["--dataset", job["test"], "--ways", job["ways"], "--shots", job["shots"],
+                               "--unseen-by", job["dataset"], "--out", fill(CROSS_DOMAIN_TASKS, cfg, job)],
+        code=("data", "algorithms/base.py", "steprules/base.py")),
     Stage(
         name="train", command="train", doc="meta-train one run (resumable from its checkpoint in work/)",
         wildcards=RUN_WILDCARDS, key=RUN, jobs=_train_jobs, outputs=_model_outputs,

@@ -38,3 +38,25 @@ rule tasks:
         runtime=10,
     shell:
         stage_shell("tasks")
+
+
+rule tasks_cross_domain:
+    """Freeze the test tasks of a cross-domain evaluation: the test dataset's classes less those the training
+    dataset meta-trains on (same WordNet id), each left out class named in the list."""
+    input:
+        unpack(stage_inputs("tasks_cross_domain")),
+    output:
+        **stage_outputs("tasks_cross_domain"),
+    params:
+        settings=stage_settings("tasks_cross_domain"),
+        code=CODE["tasks_cross_domain"],
+        args=stage_args("tasks_cross_domain"),
+    conda:
+        CONDA_ENV
+    log:
+        stage_log("tasks_cross_domain"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        stage_shell("tasks_cross_domain")

@@ -13,8 +13,11 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
 
-from metalr.io import atomic_dir
+from metalr import io
+
+EXTRACTED_MARK = ".extracted-from.json"  # written into every extraction: what it came from, and that it is ours
 
 
 class UnsafeArchive(ValueError):
@@ -86,12 +89,18 @@ def _extract_zip(archive: Path, into: Path) -> None:
         raise CorruptArchive(f"{archive} is truncated or damaged ({exc}); delete it and download it again") from exc
 
 
-def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Unpack ``archive`` (tar, tar.gz, tgz or zip) into the folder ``dest``, all or nothing."""
+def extract(archive: str | os.PathLike, dest: str | os.PathLike, record: Mapping[str, Any] | None = None) -> Path:
+    """Unpack ``archive`` (tar, tar.gz, tgz or zip) into the folder ``dest``, all or nothing.
+
+    ``dest/EXTRACTED_MARK`` records ``record`` (default: the archive's path); an existing ``dest`` is
+    replaced only when it holds that mark (an earlier extraction) or is empty, else io.UnsafeTarget.
+    """
     archive, dest = Path(archive), Path(dest)
-    with atomic_dir(dest) as tmp:
+    with io.atomic_dir(dest, lambda folder: (folder / EXTRACTED_MARK).is_file(),
+                       f"an extraction by metalr (holding {EXTRACTED_MARK})") as tmp:
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, tmp)
         else:
             _extract_tar(archive, tmp)
+        io.write_json(tmp / EXTRACTED_MARK, dict(record or {"archive": str(archive)}))
     return dest
