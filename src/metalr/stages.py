@@ -363,7 +363,11 @@ def _report_inputs(cfg: Cfg, job: Job, root: Path) -> dict[str, list[str]]:
 
 
 TRAIN_ALSO_READS = ("compute.device", "compute.batching", "compute.cpu_allocator", "data.root", "grid")
-MODEL_CODE = ("models", "algorithms", "steprules", "precision.py", "allocator.py")
+MODEL_CODE = ("models", "algorithms", "steprules", "precision.py", "allocator.py", "devices.py", "seeding.py")
+# what drawing the report's files runs (its statistics come from evaluate/stats.py)
+REPORT_CODE = ("report", "evaluate/__init__.py", "evaluate/stats.py")
+# what reading task lists and metrics runs (a task list's episodes hold a Task)
+TASK_CODE = ("data", "algorithms/base.py", "steprules/base.py")
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage(
@@ -372,7 +376,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         wildcards=(), key="", jobs=_single,
         outputs=lambda cfg, job: {"config": fill(RESOLVED_CONFIG, cfg), "sources": fill(CONFIG_SOURCES, cfg)},
         inputs=lambda cfg, job, root: {}, reads=lambda cfg, job: sorted(cfg),
-        argv=lambda cfg, job: [], reads_config=False, code=("algorithms", "steprules")),  # their SPECs: defaults
+        argv=lambda cfg, job: [], reads_config=False,
+        code=("provenance.py", "algorithms", "steprules")),  # the plug-ins' SPECs: defaults and their sources
     Stage(
         name="data", command="data", doc="build a dataset's preprocessed arrays and manifest",
         wildcards=("dataset",), key="{dataset}", jobs=_data_jobs,
@@ -389,10 +394,10 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         outputs=lambda cfg, job: {"tasks": fill(TASKS, cfg, job)},
         inputs=lambda cfg, job, root: {"data": dataset_files(cfg, job["dataset"], [cfg["evaluate"]["split"]])},
         reads=lambda cfg, job: ["evaluate.split", "evaluate.queries", "evaluate.tasks", "evaluate.task_seed"],
-        also_reads=("data.root",),
+        also_reads=("data.root", "experiment"),  # experiment: its default output path
         argv=lambda cfg, job: ["--dataset", job["dataset"], "--ways", job["ways"], "--shots", job["shots"],
                                "--out", fill(TASKS, cfg, job)],
-        code=("data", "algorithms/base.py", "steprules/base.py")),  # the task list's episodes hold a Task
+        code=TASK_CODE),
     Stage(
         name="tasks_cross_domain", command="tasks", doc="freeze the test tasks of a cross-domain evaluation: the test "
         "dataset's classes less those the training dataset meta-trains on",
@@ -401,10 +406,10 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         inputs=lambda cfg, job, root: {"data": dataset_files(cfg, job["test"], [cfg["evaluate"]["split"]]),
                                        "train_manifest": [fill(DATASET_DIR, cfg, job) + "/" + MANIFEST]},
         reads=lambda cfg, job: ["evaluate.split", "evaluate.queries", "evaluate.tasks", "evaluate.task_seed"],
-        also_reads=("data.root",),
+        also_reads=("data.root", "experiment"),
         argv=lambda cfg, job: ["--dataset", job["test"], "--ways", job["ways"], "--shots", job["shots"],
                                "--unseen-by", job["dataset"], "--out", fill(CROSS_DOMAIN_TASKS, cfg, job)],
-        code=("data", "algorithms/base.py", "steprules/base.py")),
+        code=TASK_CODE),
     Stage(
         name="train", command="train", doc="meta-train one run (resumable from its checkpoint in work/)",
         wildcards=RUN_WILDCARDS, key=RUN, jobs=_train_jobs, outputs=_model_outputs,
@@ -435,7 +440,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         wildcards=(), key="", jobs=_single, outputs=_generated(REPORT_OUTPUTS), inputs=_report_inputs,
         # the choices ledger lists every value of the config, with its source
         reads=lambda cfg, job: sorted(cfg), reads_sources=True,
-        argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)], code=("report",)),
+        argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)],
+        code=REPORT_CODE + TASK_CODE + ("provenance.py",)),  # it checks each metrics file's chain of hashes
     Stage(
         name="fidelity", command="fidelity", doc="FOMAML's and iMAML's meta-gradients against exact MAML (float64)",
         wildcards=(), key="", jobs=_single,
@@ -461,9 +467,10 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
             "fidelity": [fill(ANALYSIS, cfg) + "/fidelity.json"], "cost": [fill(ANALYSIS, cfg) + "/cost.json"],
             "rates": [fill(MODEL_DIR, cfg, run_job(r)) + "/rates.json" for r in grid_runs(cfg)],
             "templates": [f"{TEMPLATES}/{name}" for name in ANALYSIS_TEMPLATES]},
-        reads=lambda cfg, job: ["experiment", "analysis.fidelity", "rules.metaoptimize", "train.outer_lr_adaptation"],
+        reads=lambda cfg, job: ["experiment", "rules.metaoptimize", "train.outer_lr_adaptation"],
         also_reads=("grid",),
-        argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)], code=("report",)),
+        argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)],
+        code=REPORT_CODE + ("algorithms/base.py", "steprules/base.py", "train/__init__.py", "train/rates.py")),
     Stage(
         name="scaling", command="scaling", doc="time and memory per meta-iteration against inner steps, shots and "
         "task batch",
@@ -481,7 +488,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         reads=lambda cfg, job: [],
         argv=lambda cfg, job: ["--scaling-json", fill(ANALYSIS, cfg) + "/scaling.json", "--out-dir",
                                fill(GENERATED, cfg)],
-        code=("report",)),
+        code=REPORT_CODE),
     Stage(
         name="appendix_pdf", command="pdf", doc="compile paper/appendix.tex over the generated files (latexmk)",
         wildcards=(), key="", jobs=_single,
@@ -492,7 +499,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         reads=lambda cfg, job: ["experiment"],
         argv=lambda cfg, job: ["--appendix", APPENDIX, "--gendir", fill(GENERATED, cfg), "--out",
                                fill(GENERATED, cfg) + "/appendix.pdf"],
-        code=("report",)),
+        code=REPORT_CODE),
     Stage(
         name="bench", command="bench", doc="metalr against the reference loop on this machine (not part of `all`)",
         wildcards=("name",), key="{name}", jobs=lambda cfg: [],
@@ -616,8 +623,9 @@ SOURCES_HEADER = ("# The source of each value of {config} (metalr.provenance): t
 
 
 def resolved_texts(cfg: Cfg, sources: Mapping[str, Any]) -> dict[str, str]:
-    """The two files of the config stage, by their pattern name: the resolved config and the sources."""
-    dump = lambda data: yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True, width=120)  # noqa: E731
+    """The two files of the config stage, by their pattern name: the resolved config and the sources. Keys
+    sorted: the same values give the same bytes however the files were merged (Snakemake's order or the CLI's)."""
+    dump = lambda data: yaml.safe_dump(_plain(data), sort_keys=True, allow_unicode=True, width=120)  # noqa: E731
     return {"config": RESOLVED_HEADER.format(experiment=cfg["experiment"]) + dump(cfg),
             "sources": SOURCES_HEADER.format(config=fill(RESOLVED_CONFIG, cfg)) + dump(sources)}
 

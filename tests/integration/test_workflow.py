@@ -97,7 +97,7 @@ def test_jobs_read_the_resolved_config_and_run_on_snakemakes_interpreter(tiny):
     (neither it nor `metalr` is on the tests' PATH: a job that looked there would have failed)."""
     root, result = tiny
     log = result.stdout + result.stderr
-    commands = re.findall(r'^\s+("\$METALR_PYTHON" -m metalr .*)$', log, re.M)
+    commands = re.findall(r'^Shell command: ("\$METALR_PYTHON" -m metalr .*)$', log, re.M)
     assert len(commands) == sum(job_counts(log).values()) - 1  # every job but `all`
     assert all("--configfile" not in c and "--config results/tiny/config.yaml" in c for c in commands)
     resolved = root / "results" / "tiny" / "config.yaml"
@@ -125,9 +125,11 @@ def test_second_run_does_nothing_in_either_tool(tiny):
 
 def test_editing_a_module_reruns_exactly_its_dependents(tiny):
     root, _ = tiny
+    # the evaluations and every stage that draws with the report's statistics
     with edited(root / "src" / "metalr" / "evaluate" / "stats.py", lambda text: text + "\n# edited\n"):
-        assert planned_jobs(root, *TINY) == {"evaluate": 4, "report": 1, "all": 1}
-        assert dvc_changed(root) == stages_of("evaluate")
+        assert planned_jobs(root, *TINY) == with_pdf({"evaluate": 4, "report": 1, "analyses": 1, "scaling_figure": 1,
+                                                      "all": 1})
+        assert dvc_changed(root) == stages_of("evaluate") | {"report", "analyses", "scaling_figure"} | pdf_stage()
     with edited(root / "src" / "metalr" / "algorithms" / "anil.py", lambda text: text + "\n# edited\n"):
         changed = dvc_changed(root)
     # the stages that run the algorithms (ANIL's module among them), and the config stage, which reads the
@@ -167,7 +169,7 @@ CHANGES = [
     ("rules.mlplr.lr_max", "rules:\n  mlplr:\n    lr_max: 0.9\n", stages_of("train", MLPLR) | stages_of("evaluate", MLPLR)),
     ("algorithms.imaml.cg_steps", "algorithms:\n  imaml:\n    cg_steps: 4\n", {"fidelity", "scaling"}),
     ("compute.cpu_allocator", "compute:\n  cpu_allocator: system\n", {"cost", "scaling"}),
-    ("analysis.fidelity.inner_steps", "analysis:\n  fidelity:\n    inner_steps: [1, 3]\n", {"fidelity", "analyses"}),
+    ("analysis.fidelity.inner_steps", "analysis:\n  fidelity:\n    inner_steps: [1, 3]\n", {"fidelity"}),
     ("removed model.filters", None, stages_of("train") | stages_of("evaluate") | {"fidelity"}),
     ("a value equal to its default", "train:\n  task_batch: 4\n", set()),  # only where it is set: the ledger
     ("a source tag", "seed: 1  # [quick] a tag\n", set()),
@@ -245,7 +247,7 @@ def test_dvc_repro_of_one_cell_runs_that_cell_only(tiny):
     before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
     stamps = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
     shutil.rmtree(model_dir)
-    assert dvc_repro(root) == set()
+    assert dvc_repro(root, restored=False) == set()
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
     assert dvc_repro(root, "--force", "--single-item", cell) == {cell}
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before

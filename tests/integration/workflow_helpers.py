@@ -92,10 +92,12 @@ def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
     return run([DVC, *args], root, env=ACTIVATED)
 
 
-def dvc_repro(root: Path, *args: str) -> set[str]:
-    """The stages `dvc repro` runs."""
-    result = dvc(root, "repro", *args)
-    return set(re.findall(r"Running stage '([^']+)'", result.stdout + result.stderr))
+def dvc_repro(root: Path, *args: str, restored: bool = True) -> set[str]:
+    """The stages `dvc repro` runs, and those it restores from its run cache (outputs it made before from the
+    same dependencies: "Stage 'x' is cached - skipping run") unless ``restored`` is false."""
+    output = dvc(root, "repro", *args)
+    pattern = r"(?:Running stage|Stage) '([^']+)'(?::| is cached)" if restored else r"Running stage '([^']+)':"
+    return set(re.findall(pattern, output.stdout + output.stderr))
 
 
 def dvc_changed(root: Path) -> set[str]:

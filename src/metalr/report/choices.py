@@ -64,14 +64,15 @@ def set_in(source: Mapping[str, Any]) -> str:
 
 def ledger(cfg: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
            used: Mapping[str, set[str]] | None = None) -> list[Choice]:
-    """One Choice per leaf of the resolved config ``cfg``, in config order, with its source from ``sources``
+    """One Choice per leaf of the resolved config ``cfg``, by key (the order of the resolved config file, whatever
+    order the config files were merged in), with its source from ``sources``
     (metalr.provenance.sources). ``used`` maps 'datasets' / 'algorithms' / 'rules' to the names the
     experiment ran; the settings of other datasets, algorithms and rules (data.<dataset>,
     algorithms.<name>, rules.<name>) are left out (all are kept when ``used`` is None). Raises ValueError
     when ``sources`` lacks a key of ``cfg`` (they were not written together)."""
     known = _registries() if used is not None else {}
     out = []
-    for key, value in leaves(cfg):
+    for key, value in sorted(leaves(cfg), key=lambda leaf: leaf[0]):
         parts = key.split(".")
         kind = ENTITY_SECTIONS.get(parts[0])
         if used is not None and kind and len(parts) > 2 and parts[1] in known[kind] \
