@@ -70,8 +70,9 @@ def cmd_config(args: argparse.Namespace) -> None:
     cfg = _load(args)
     written = stages.write_resolved(cfg, provenance.sources(_config_files(args), cfg))
     outputs = stages.STAGES["resolved_config"].outputs(cfg, {})
-    print(f"resolved config of experiment {cfg['experiment']!r} -> {outputs['config']} (sources: {outputs['sources']}); "
-          f"{'rewritten: ' + ', '.join(map(str, written)) if written else 'unchanged'}")
+    change = f"rewritten: {', '.join(map(str, written))}" if written else "unchanged"
+    print(f"resolved config of experiment {cfg['experiment']!r} -> {outputs['config']} "
+          f"(sources: {outputs['sources']}); {change}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -167,7 +168,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     default_tasks = (stages.tasks_file(cfg, test, run.ways, run.shots) if test == run.dataset
                      else stages.cross_domain_tasks_file(cfg, run.dataset, test, run.ways, run.shots))
     tasks = Path(args.tasks) if args.tasks else default_tasks
-    default_out = stages.metrics_file(cfg, run) if test == run.dataset else stages.cross_domain_metrics_file(cfg, run, test)
+    default_out = (stages.metrics_file(cfg, run) if test == run.dataset
+                   else stages.cross_domain_metrics_file(cfg, run, test))
     out = Path(args.out) if args.out else default_out
     metrics = evaluate(cfg, run, model, tasks, stages.dataset_dir(cfg, test), out, progress=not args.no_progress,
                        device=_device(cfg), test_dataset=test)

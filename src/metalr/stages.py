@@ -93,8 +93,8 @@ SPLIT_FILES = "config/splits/{dataset}"
 # ------------------------------------------------------------------------------------------ code parts
 PACKAGE = "src/metalr"
 # What every job runs: the command line, the config and its validation (the registries), the table.
-SHARED = ("__init__.py", "__main__.py", "cli.py", "config.py", "io.py", "plugins.py", "stages.py", "algorithms/__init__.py",
-          "steprules/__init__.py", "data/__init__.py", "data/registry.py")
+SHARED = ("__init__.py", "__main__.py", "cli.py", "config.py", "io.py", "plugins.py", "stages.py",
+          "algorithms/__init__.py", "steprules/__init__.py", "data/__init__.py", "data/registry.py")
 SCHEMA = "config/schema.yaml"
 
 
@@ -371,8 +371,8 @@ TASK_CODE = ("data", "algorithms/base.py", "steprules/base.py")
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage(
-        name="resolved_config", command="config", doc="resolve the layered config files into the experiment's config and "
-        "the source of each value (written by Snakemake itself; a stage of its own in DVC)",
+        name="resolved_config", command="config", doc="resolve the layered config files into the experiment's "
+        "config and the source of each value (written by Snakemake itself; a stage of its own in DVC)",
         wildcards=(), key="", jobs=_single,
         outputs=lambda cfg, job: {"config": fill(RESOLVED_CONFIG, cfg), "sources": fill(CONFIG_SOURCES, cfg)},
         inputs=lambda cfg, job, root: {}, reads=lambda cfg, job: sorted(cfg),
@@ -512,7 +512,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
 def default_stages(pdf: bool) -> list[Stage]:
     """The stages whose every job `snakemake` (rule all) and dvc.yaml run: all but config and bench, and
     the PDF only when asked for (``pdf``: report.latex, with `auto` resolved by the caller)."""
-    return [s for s in STAGES.values() if s.name not in ("resolved_config", "bench") and (pdf or s.name != "appendix_pdf")]
+    return [s for s in STAGES.values()
+            if s.name not in ("resolved_config", "bench") and (pdf or s.name != "appendix_pdf")]
 
 
 # --------------------------------------------------------------------------------------- identity
@@ -615,11 +616,11 @@ def command_line(stage: str | Stage, cfg: Cfg, job: Mapping[str, str], python: s
 
 
 # --------------------------------------------------------------------------------- resolved config
-RESOLVED_HEADER = ("# The resolved config of experiment {experiment!r}: the config files merged over config/config.yaml\n"
-                   "# and validated (`metalr config`). Every job reads this file, never the config files themselves.\n"
-                   "# Generated: edit the config files instead.\n")
-SOURCES_HEADER = ("# The source of each value of {config} (metalr.provenance): the tag opening its comment in the\n"
-                  "# config files, and the layer that set it (0: config/config.yaml; k: the k-th config file over it).\n")
+RESOLVED_HEADER = ("# The resolved config of experiment {experiment!r}: the config files merged over\n"
+                   "# config/config.yaml and validated (`metalr config`). Every job reads this file, never the\n"
+                   "# config files themselves. Generated: edit the config files instead.\n")
+SOURCES_HEADER = ("# The source of each value of {config} (metalr.provenance): the tag opening its comment in\n"
+                  "# the config files, and the layer that set it (0: the defaults; k: the k-th config file).\n")
 
 
 def resolved_texts(cfg: Cfg, sources: Mapping[str, Any]) -> dict[str, str]:

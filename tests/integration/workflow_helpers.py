@@ -25,8 +25,8 @@ SNAKEMAKE, DVC = str(BIN / "snakemake"), str(BIN / "dvc")
 ENV = {**os.environ, "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                              if Path(p).resolve() != BIN.resolve())}
 ACTIVATED = {**ENV, "PATH": f"{BIN}{os.pathsep}{ENV['PATH']}", "VIRTUAL_ENV": str(BIN.parent)}
-COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/sections", "paper/templates", "src", ".dvc/config",
-          ".dvcignore", ".gitignore", "tests/data"]
+COPIED = ["Snakefile", "workflow", "config", "paper/appendix.tex", "paper/sections", "paper/templates", "src",
+          ".dvc/config", ".dvcignore", ".gitignore", "tests/data"]
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
