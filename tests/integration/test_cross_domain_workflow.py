@@ -48,8 +48,11 @@ def test_the_plan_adds_the_test_dataset_its_task_list_and_one_evaluation_per_met
 
 
 def test_every_path_with_a_space_or_non_ascii_characters_worked(cross_workflow):
-    root, _, result, _ = cross_workflow
-    assert "vénv dir/bin/python' -m metalr" in result.stdout + result.stderr  # quoted, and the one that ran
+    root, _, result, snakemake = cross_workflow
+    # every job ran `"$METALR_PYTHON" -m metalr`: the interpreter that ran Snakemake, whose path has the space
+    assert result.stdout.count('"$METALR_PYTHON" -m metalr') + result.stderr.count('"$METALR_PYTHON" -m metalr') > 10
+    executable = run([snakemake[0], "-c", "import sys; print(sys.executable)"], root).stdout.strip()
+    assert "vénv dir" in executable
     assert (root / "dätä dir" / "omniglot" / "manifest.json").is_file()
     assert (root / "dätä dir" / "glyphs" / "manifest.json").is_file()
     assert not (root / "data").exists()
