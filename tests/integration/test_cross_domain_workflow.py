@@ -30,7 +30,8 @@ def cross_workflow(tmp_path_factory):
     environment.symlink_to(Path(sys.prefix), target_is_directory=True)
     python = str(environment / "bin" / "python")
     tiny = yaml.safe_load((root / "tests" / "data" / "tiny.yaml").read_text())
-    tiny.update(experiment="cross", data={"root": "dätä dir", "mirror": ["mïrror dir"]},
+    tiny.update(experiment="cross",
+                data={"root": "dätä dir", "downloads": "dätä dir/räw", "mirror": ["mïrror dir"]},
                 cross_domain=[{"train": "glyphs", "test": ["omniglot"], "ways": [5], "shots": [1]}])
     tiny["report"] = {**tiny.get("report", {}), "latex": False}
     (root / CONFIG).parent.mkdir()

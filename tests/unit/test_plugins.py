@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from metalr import config as config_mod
+from metalr import provenance
 from metalr.algorithms import ALGORITHMS, get_algorithm
 from metalr.plugins import PluginError, Registry, read_spec
 from metalr.report import aggregate, choices
@@ -51,13 +52,18 @@ def test_every_algorithm_is_wired_everywhere_from_its_spec():
             assert getattr(algorithm, setting) == default == cfg["algorithms"][name][setting]
 
 
+def ledger_of(files):
+    cfg = config_mod.load(files)
+    return {c.key: c for c in choices.ledger(cfg, provenance.sources(files, cfg))}
+
+
 def test_ledger_takes_a_plugin_default_source_from_its_spec(tmp_path):
-    ledger = {c.key: c for c in choices.ledger([config_mod.DEFAULT_CONFIG])}
+    ledger = ledger_of([config_mod.DEFAULT_CONFIG])
     assert ledger["rules.fixed.lr"].tag == "MAML" and ledger["rules.fixed.lr"].set_in == "metalr.steprules.fixed"
     assert ledger["rules.mlplr.lr_max"].source.startswith(choices.OURS)
     layered = tmp_path / "layer.yaml"
     layered.write_text("rules:\n  fixed:\n    lr: 0.1  # [quick] smaller\n")
-    ledger = {c.key: c for c in choices.ledger([config_mod.DEFAULT_CONFIG, layered])}
+    ledger = ledger_of([config_mod.DEFAULT_CONFIG, layered])
     assert (ledger["rules.fixed.lr"].value, ledger["rules.fixed.lr"].tag) == ("0.1", "quick")
 
 
