@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import tarfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+
+# Python 3.12's tarfile on every 3.11: extraction filters (``filter="data"``) came in 3.11.4, and
+# Debian 12's own Python is 3.11.2.
+from backports import tarfile
 
 from metalr.io import atomic_dir
 
