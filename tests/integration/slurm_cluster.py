@@ -42,7 +42,7 @@ class ClusterError(RuntimeError):
 
 def unavailable_reason() -> str | None:
     """Why a one-node cluster cannot start on this machine, or None when it can."""
-    missing = [p for p in PROGRAMS if shutil.which(p, path=SEARCH_PATH) is None]
+    missing = [p for p in PROGRAMS if program(p) is None]
     if missing:
         return (f"SLURM is not installed ({', '.join(missing)} not found); install it with: "
                 f"apt-get install --no-install-recommends {' '.join(PACKAGES)} (.ci/run does)")
@@ -54,10 +54,20 @@ def unavailable_reason() -> str | None:
 @dataclass
 class Cluster:
     root: Path
-    env: dict[str, str]
+    conf: Path
     partition: str
     cpus: int
     logs: dict[str, Path]
+
+    def environment(self, base: dict[str, str]) -> dict[str, str]:
+        """``base`` with the SLURM commands pointed at this cluster (for Snakemake and, through
+        ``sbatch --export=ALL``, its jobs); the rest of ``base``, its PATH included, is kept."""
+        path = os.pathsep.join([str(self.root / "bin"), base.get("PATH", ""), "/usr/sbin", "/sbin"])
+        return {**base, "SLURM_CONF": str(self.conf), "PATH": path}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.environment(dict(os.environ))
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job this cluster ran or runs, from accounting (sacct): one dict per job allocation."""
@@ -76,6 +86,11 @@ class Cluster:
         """The end of every daemon's log, for a failure message."""
         return "\n".join(f"--- {name}\n{path.read_text(errors='replace')[-chars:] if path.exists() else '(none)'}"
                          for name, path in self.logs.items())
+
+
+def program(name: str) -> str:
+    """The absolute path of one of PROGRAMS (the daemons live in /usr/sbin, which a user's PATH may lack)."""
+    return shutil.which(name, path=SEARCH_PATH)
 
 
 def _free_port() -> int:
@@ -187,11 +202,13 @@ def one_node_cluster(partition: str, cpus: int = 2, gpus: int = 2, memory_mb: in
     # real cluster's srun finds /etc/slurm/slurm.conf, this one's configuration is here.
     shim = root / "bin" / "srun"
     shim.write_text(f"#!/bin/sh\nSLURM_CONF={shlex.quote(str(conf))} exec "
-                    f"{shlex.quote(shutil.which('srun', path=SEARCH_PATH))} \"$@\"\n")
+                    f"{shlex.quote(program('srun'))} \"$@\"\n")
     shim.chmod(0o755)
-    env = {**os.environ, "SLURM_CONF": str(conf), "PATH": os.pathsep.join([str(root / "bin"), SEARCH_PATH])}
-    logs = {name: root / "log" / f"{name}.log" for name in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd")}
-    cluster = Cluster(root, env, partition, cpus, logs)
+    # munged in the foreground logs to its stderr (munged.out); the others to their own log files
+    logs = {"munged": root / "log" / "munged.out",
+            **{name: root / "log" / f"{name}.log" for name in ("mariadb", "slurmdbd", "slurmctld", "slurmd")}}
+    cluster = Cluster(root, conf, partition, cpus, logs)
+    env = cluster.env
     started: dict[str, subprocess.Popen] = {}
 
     def start(name: str, cmd: list[str]) -> subprocess.Popen:
@@ -200,9 +217,6 @@ def one_node_cluster(partition: str, cpus: int = 2, gpus: int = 2, memory_mb: in
                                              stderr=subprocess.STDOUT)
         return started[name]
 
-    def program(name: str) -> str:
-        return shutil.which(name, path=SEARCH_PATH)
-
     try:
         key = root / "munge-key" / "munge.key"
         key.write_bytes(os.urandom(128))
@@ -210,13 +224,14 @@ def one_node_cluster(partition: str, cpus: int = 2, gpus: int = 2, memory_mb: in
         munged = start("munged", [program("munged"), "--foreground", "--force", f"--key-file={key}",
                                   f"--socket={settings['munge_socket']}", f"--pid-file={root}/run/munged.pid",
                                   f"--seed-file={root}/run/munged.seed"])
-        logs["munged"] = root / "log" / "munged.out"  # in the foreground it logs to stderr
         _wait(settings["munge_socket"].exists, "munged", logs["munged"], munged)
 
         datadir = root / "db" / "data"
-        subprocess.run([program("mariadb-install-db"), "--no-defaults", f"--datadir={datadir}", "--user=root",
-                        "--auth-root-authentication-method=normal", "--skip-test-db"],
-                       env=env, capture_output=True, text=True, check=True, timeout=120)
+        install = subprocess.run([program("mariadb-install-db"), "--no-defaults", f"--datadir={datadir}",
+                                  "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        if install.returncode != 0:
+            raise ClusterError(f"mariadb-install-db failed ({install.returncode}):\n{install.stdout}{install.stderr}")
         mariadb = start("mariadb", [program("mariadbd"), "--no-defaults", f"--datadir={datadir}", "--user=root",
                                     f"--socket={root}/run/mysqld.sock", f"--port={settings['db_port']}",
                                     "--bind-address=127.0.0.1", f"--pid-file={root}/run/mysqld.pid",
@@ -245,11 +260,11 @@ def one_node_cluster(partition: str, cpus: int = 2, gpus: int = 2, memory_mb: in
 def _stop(cluster: Cluster, started: dict[str, subprocess.Popen]) -> None:
     """Cancel every job left, then stop the daemons this cluster started, newest first, by process id."""
     if "slurmd" in started:
-        subprocess.run([shutil.which("scancel", path=SEARCH_PATH), "--user=root"], env=cluster.env,
+        subprocess.run([program("scancel"), "--user=root"], env=cluster.env,
                        capture_output=True, timeout=30)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and subprocess.run(
-                [shutil.which("squeue", path=SEARCH_PATH), "--noheader"], env=cluster.env, capture_output=True,
+                [program("squeue"), "--noheader"], env=cluster.env, capture_output=True,
                 text=True, timeout=30).stdout.strip():
             time.sleep(0.5)
     for process in reversed(started.values()):

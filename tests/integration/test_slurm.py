@@ -56,7 +56,7 @@ def cluster():
 def slurm_run(cluster, tmp_path_factory):
     """The tiny workflow run with the SLURM profile; returns Snakemake's output and the accounting."""
     repo = copy_workflow(tmp_path_factory.mktemp("slurm"))
-    env = {**ENV, "SLURM_CONF": cluster.env["SLURM_CONF"], "PATH": cluster.env["PATH"] + ":" + ENV["PATH"]}
+    env = cluster.environment(ENV)  # the workflow tests' environment: jobs get it too (sbatch --export=ALL)
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm",
            "--configfile", "tests/data/tiny.yaml",
            "--slurm-init-seconds-before-status-checks", "2"]  # the default first wait is 40 s
@@ -117,3 +117,11 @@ def test_timing_jobs_had_the_node_to_themselves(slurm_run, cluster):
         beside = [other["JobID"] for other in accounted if other is not job
                   and other["Start"] < job["End"] and other["End"] > job["Start"]]  # ISO times sort as text
         assert beside == [], (job, beside)
+
+
+def test_a_machine_without_slurm_skips_naming_the_packages(monkeypatch):
+    monkeypatch.setattr(slurm_cluster, "SEARCH_PATH", "/nonexistent")
+    reason = slurm_cluster.unavailable_reason()
+    assert reason.startswith("SLURM is not installed (munged, mariadb-install-db, mariadbd, slurmdbd, slurmctld")
+    assert ("apt-get install --no-install-recommends slurmctld slurmd slurm-client slurmdbd munge "
+            "mariadb-server-core") in reason
