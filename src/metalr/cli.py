@@ -12,8 +12,14 @@ KNOWN_ERRORS: tuple[type[BaseException], ...] = (config_mod.ConfigError,)
 _gpu_claim = None  # held for the life of the process: releasing it frees the GPU for another job
 
 
+def _config_files(args: argparse.Namespace) -> list[Path]:
+    """config/config.yaml of the project the CLI runs in (not of the checkout it was installed from), then
+    the --configfile layers."""
+    return [config_mod.default_config(), *map(Path, args.configfile)]
+
+
 def _load(args: argparse.Namespace) -> dict:
-    return config_mod.load([config_mod.DEFAULT_CONFIG, *args.configfile])
+    return config_mod.load(_config_files(args))
 
 
 def _run(cfg: dict, run_id: str) -> config_mod.Run:
@@ -33,7 +39,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
     cross = config_mod.cross_domain_evaluations(cfg)
-    print(f"config OK: experiment {cfg['experiment']!r}, {len(runs)} runs, {len(cross)} cross-domain evaluations")
+    print(f"config OK ({' + '.join(map(str, _config_files(args)))}): experiment {cfg['experiment']!r}, "
+          f"{len(runs)} runs, {len(cross)} cross-domain evaluations")
     for run in runs:
         print(f"  {run.run_id}")
     for run, test in cross:
@@ -54,8 +61,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 def cmd_tasks(args: argparse.Namespace) -> None:
     from metalr import io
-    from metalr.data.arrays import MANIFEST, load_split
-    from metalr.data.episodes import make_task_list
+    from metalr.data.arrays import MANIFEST, load_split, read_manifest
+    from metalr.data.episodes import make_task_list, unseen_by_record
     from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
@@ -67,13 +74,37 @@ def cmd_tasks(args: argparse.Namespace) -> None:
     ecfg = cfg["evaluate"]
     data_dir = dataset_dir(cfg, args.dataset)
     split = load_split(data_dir, ecfg["split"])
+    unseen_by = None
+    if args.unseen_by:
+        _check_dataset(args.unseen_by)
+        train_dir = dataset_dir(cfg, args.unseen_by)
+        train_classes = read_manifest(train_dir)["splits"]["train"]["classes"]
+        unseen_by = unseen_by_record(split.classes, args.unseen_by, train_classes, io.sha256_file(train_dir / MANIFEST))
+    _check_cell_fits(split, args.dataset, ecfg, args.ways, args.shots, unseen_by)
     task_list = make_task_list(
         split, dataset=args.dataset, split_name=ecfg["split"], ways=args.ways, shots=args.shots,
         queries=ecfg["queries"], tasks=ecfg["tasks"], seed=ecfg["task_seed"],
-        source_manifest_sha256=io.sha256_file(data_dir / MANIFEST))
-    out = Path(args.out) if args.out else paths.tasks_file(cfg, args.dataset, args.ways, args.shots)
+        source_manifest_sha256=io.sha256_file(data_dir / MANIFEST), unseen_by=unseen_by)
+    default = (paths.cross_domain_tasks_file(cfg, args.unseen_by, args.dataset, args.ways, args.shots) if args.unseen_by
+               else paths.tasks_file(cfg, args.dataset, args.ways, args.shots))
+    out = Path(args.out) if args.out else default
     io.write_json(out, task_list)
-    print(f"{len(task_list['episodes'])} tasks, sha256 {task_list['sha256'][:12]} -> {out}")
+    excluded = f"; {len(unseen_by['excluded'])} test classes seen by {args.unseen_by} left out" if unseen_by else ""
+    print(f"{len(task_list['episodes'])} tasks{excluded}, sha256 {task_list['sha256'][:12]} -> {out}")
+
+
+def _check_cell_fits(split, dataset: str, ecfg: dict, ways: int, shots: int, unseen_by: dict | None) -> None:
+    """Ways against the classes left, shots + queries against their images: a ConfigError before sampling."""
+    left_out = {entry["index"] for entry in (unseen_by or {}).get("excluded", [])}
+    counts = [len(images) for c, images in enumerate(split.indices_by_class()) if c not in left_out]
+    note = f" ({len(left_out)} left out as meta-train classes of {unseen_by['dataset']})" if left_out else ""
+    if ways > len(counts):
+        raise config_mod.ConfigError(f"{ways}-way tasks need {ways} classes; the {ecfg['split']} split of {dataset} "
+                                     f"has {len(counts)}{note}; lower the ways")
+    if counts and shots + ecfg["queries"] > min(counts):
+        raise config_mod.ConfigError(f"{shots} shots + evaluate.queries {ecfg['queries']} = {shots + ecfg['queries']} "
+                                     f"images per class, but the smallest class of the {ecfg['split']} split of "
+                                     f"{dataset} has {min(counts)}; lower the shots or evaluate.queries")
 
 
 def _device(cfg: dict) -> str:
@@ -110,7 +141,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if test != run.dataset:
         config_mod.check_cross_domain_evaluation(cfg, run, test)
     model = Path(args.model) if args.model else paths.model_dir(cfg, run) / MODEL_FILE
-    tasks = Path(args.tasks) if args.tasks else paths.tasks_file(cfg, test, run.ways, run.shots)
+    default_tasks = (paths.tasks_file(cfg, test, run.ways, run.shots) if test == run.dataset
+                     else paths.cross_domain_tasks_file(cfg, run.dataset, test, run.ways, run.shots))
+    tasks = Path(args.tasks) if args.tasks else default_tasks
     default_out = paths.metrics_file(cfg, run) if test == run.dataset else paths.cross_domain_metrics_file(cfg, run, test)
     out = Path(args.out) if args.out else default_out
     metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, test), out, progress=not args.no_progress,
@@ -121,13 +154,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from metalr.report import verify
     from metalr.report.build import build_report
 
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
     out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    verify.check_inputs(paths.all_metrics_files(cfg), Path(cfg["data"]["root"]))  # before any number is read
     written = build_report(paths.all_metrics_files(cfg), [paths.model_dir(cfg, r) for r in runs],
-                           out_dir, cfg["experiment"], [config_mod.DEFAULT_CONFIG, *map(Path, args.configfile)])
+                           out_dir, cfg["experiment"], _config_files(args))
     print(f"report: {len(written)} files -> {out_dir}")
 
 
@@ -145,7 +180,7 @@ def cmd_dvc_yaml(args: argparse.Namespace) -> None:
     from metalr import io
     from metalr.dvcgen import render
 
-    files = [str(config_mod.DEFAULT_CONFIG.relative_to(config_mod.REPO_ROOT)), *args.configfile]
+    files = [str(config_mod.default_config().relative_to(config_mod.project_root())), *args.configfile]
     io.write_text(args.out, render(files))
     print(f"dvc stages for {files} -> {args.out}")
 
@@ -156,7 +191,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from metalr import bench, devices
 
     device = devices.resolve_device(args.device)
-    cpu_allocator = args.cpu_allocator or config_mod.load([config_mod.DEFAULT_CONFIG])["compute"]["cpu_allocator"]
+    cpu_allocator = args.cpu_allocator or config_mod.load([config_mod.default_config()])["compute"]["cpu_allocator"]
     cases = [bench.Case(shape, shots, algorithm, rule, filters=args.filters)
              for shape, shots, algorithm, rule in itertools.product(args.shapes, args.shots, args.algorithms, args.rules)]
     print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after {args.warmup} warm-up; "
@@ -238,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--ways", type=int, required=True)
     p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--unseen-by", metavar="DATASET",
+                   help="a cross-domain task list: leave out the test classes that are meta-train classes of "
+                        "DATASET (same WordNet id)")
     p.add_argument("--out")
     for name, func, text in (("train", cmd_train, "meta-train one run"), ("evaluate", cmd_evaluate, "evaluate one run")):
         p = add(name, func, text)
@@ -292,16 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from metalr import io
     from metalr.data.arrays import DatasetIntegrityError
     from metalr.data.download import DownloadError
     from metalr.data.extract import CorruptArchive, UnsafeArchive
+    from metalr.data.images import UnreadableImage
+    from metalr.data.prepare import NotEnoughSpace
     from metalr.data.splits import SplitFileError
+    from metalr.evaluate.evaluate import NonFiniteEvaluation
+    from metalr.report.build import IncompleteReport
     from metalr.report.pdf import LatexBuildError, LatexNotInstalled
+    from metalr.report.verify import ResultMismatch
     from metalr.train.checkpoint import CheckpointMismatch
-    from metalr.train.loop import DivergenceError
+    from metalr.train.loop import DivergenceError, LogsTooLarge
 
     return KNOWN_ERRORS + (DatasetIntegrityError, DownloadError, CorruptArchive, UnsafeArchive, SplitFileError,
-                           CheckpointMismatch, DivergenceError, FileNotFoundError, LatexNotInstalled, LatexBuildError)
+                           CheckpointMismatch, DivergenceError, FileNotFoundError, LatexNotInstalled, LatexBuildError,
+                           io.DiskFullError, io.UnsafeTarget, io.UnreadableFile, io.UnsafeFile, io.HashMismatch,
+                           io.Busy, LogsTooLarge, NotEnoughSpace, NonFiniteEvaluation, UnreadableImage,
+                           IncompleteReport, ResultMismatch)
 
 
 def main(argv: list[str] | None = None) -> int:

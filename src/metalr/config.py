@@ -25,6 +25,40 @@ class ConfigError(ValueError):
     """A config value is missing, unknown or out of range; the message names the key path."""
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The project metalr runs in: the nearest folder at or above ``start`` (default: the working
+    directory) that holds ``config/config.yaml`` and a ``Snakefile``; the checkout holding this
+    package when there is none. Two checkouts sharing one virtualenv each read their own config."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "config" / "config.yaml").is_file() and (folder / "Snakefile").is_file():
+            return folder
+    return REPO_ROOT
+
+
+def default_config(start: Path | None = None) -> Path:
+    """``config/config.yaml`` of the project metalr runs in (``project_root``)."""
+    return project_root(start) / "config" / "config.yaml"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key, (str, int, float, bool)):
+                continue  # merge keys may repeat; unhashable keys are refused by the base class
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise ConfigError(f"{key_node.start_mark.name}, line {line}: key {key!r} is given twice in one "
+                                  f"mapping (first at line {first_line[key]}), and YAML would keep only the "
+                                  f"last; merge the two into one")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
     """Recursive dict merge: mappings merge key by key, everything else is replaced."""
     merged = copy.deepcopy(dict(base))
@@ -41,7 +75,7 @@ def read_yaml(path: str | Path) -> dict:
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        data = yaml.load(fh, Loader=UniqueKeyLoader) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data
@@ -99,6 +133,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    """An integer as Python types it: jsonschema's own check also accepts 5.0, which then names runs '5.0w1s'."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer))
+
+
 def _schema() -> dict:
     """config/schema.yaml, with the ``rules`` and ``algorithms`` sections generated from the plug-ins' SPECs."""
     from metalr.algorithms import ALGORITHMS
@@ -124,6 +168,7 @@ def _check_names(cfg: Mapping[str, Any]) -> list[str]:
                     problems.append(f"{where}.{key}[{index}]: unknown {key[:-1]} {name!r}; valid: {sorted(registry)}")
         problems += _check_rule_meets_algorithm(where, block, ALGORITHMS, RULES)
         problems += _check_batching(where, block, cfg["compute"]["batching"], ALGORITHMS)
+        problems += _check_grad_through_lr(where, block, cfg["rules"], ALGORITHMS)
     for index, name in enumerate(cfg["analysis"]["scaling"]["algorithms"]):
         if name not in ALGORITHMS:
             problems.append(f"analysis.scaling.algorithms[{index}]: unknown algorithm {name!r}; valid: {sorted(ALGORITHMS)}")
@@ -167,6 +212,19 @@ def _check_rule_meets_algorithm(where: str, block: Mapping[str, Any], algorithms
                     f"algorithm {name!r} ({where}.algorithms[{a_index}]) does not give them; pair it with one of "
                     f"{able} or use a rule without learned rates")
     return problems
+
+
+def _check_grad_through_lr(where: str, block: Mapping[str, Any], rules: Mapping[str, Any],
+                           algorithms: Mapping) -> list[str]:
+    """``rules.mlplr.grad_through_lr: true`` needs a meta-gradient that differentiates through the inner loop:
+    FOMAML detaches it, Reptile and iMAML never take it, so there the setting would silently do nothing."""
+    if "mlplr" not in block["rules"] or not rules.get("mlplr", {}).get("grad_through_lr"):
+        return []
+    return [f"rules.mlplr.grad_through_lr: true has no effect with algorithm {name!r} ({where}.algorithms[{index}]), "
+            f"whose meta-gradient does not differentiate through the inner loop; set it to false, or run mlplr "
+            f"with a second-order algorithm (maml, anil) only"
+            for index, name in enumerate(block["algorithms"])
+            if name in algorithms and not algorithms[name].flag("differentiates_inner_loop")]
 
 
 def _check_cross_domain(cfg: Mapping[str, Any], datasets: Mapping) -> list[str]:
@@ -222,12 +280,47 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _task_demands(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, str, int, int]]:
+    """(config location, stage, dataset, split, ways, shots) of every kind of task the config samples."""
+    blocks = [(where, b["datasets"], b["ways"], b["shots"]) for where, b in grid_blocks(cfg)]
+    cross = [(f"cross_domain[{i}]", b["test"], b["ways"], b["shots"]) for i, b in enumerate(cfg["cross_domain"])]
+    stages = {"train": "train", "evaluate": cfg["evaluate"]["split"]}
+    return [(where, stage, dataset, split, ways, shots)
+            for where, datasets, all_ways, all_shots in blocks + cross
+            for stage, split in stages.items() if stage == "evaluate" or where.startswith("grid")
+            for dataset in datasets for ways in all_ways for shots in all_shots]
+
+
+def _check_against_manifests(cfg: Mapping[str, Any]) -> list[str]:
+    """Ways and shots + queries against the classes and images of each dataset already built (its manifest
+    under data.root); datasets not built yet are checked by the tasks and train stages, which validate again."""
+    problems = []
+    manifests: dict[str, Any] = {}
+    for where, stage, dataset, split, ways, shots in _task_demands(cfg):
+        queries = cfg[stage]["queries"]
+        path = Path(cfg["data"]["root"]) / dataset / "manifest.json"
+        if dataset not in manifests:
+            manifests[dataset] = io.read_json(path, f"rerun the data stage (metalr data --dataset {dataset})") \
+                if path.is_file() else None
+        meta = (manifests[dataset] or {}).get("splits", {}).get(split)
+        if not meta:
+            continue
+        if ways > len(meta["classes"]):
+            problems.append(f"{where}.ways: {ways}-way tasks of {dataset} need {ways} classes, its {split} split has "
+                            f"{len(meta['classes'])} ({path}); lower the ways")
+        if meta["counts"] and shots + queries > min(meta["counts"]):
+            problems.append(f"{where}.shots: {shots} shots + {stage}.queries {queries} = {shots + queries} images per "
+                            f"class, but the smallest class of the {split} split of {dataset} has {min(meta['counts'])} "
+                            f"({path}); lower the shots or {stage}.queries")
+    return list(dict.fromkeys(problems))
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
-    validator = jsonschema.Draft202012Validator(_schema())
+    validator = StrictValidator(_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     problems = [_describe(e) for e in errors]
     if not problems:
-        problems = _check_names(cfg) + _check_values(cfg)
+        problems = _check_names(cfg) + _check_values(cfg) + _check_against_manifests(cfg)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 

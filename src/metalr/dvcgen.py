@@ -47,7 +47,8 @@ def evaluation_stage(run: config_mod.Run, test_dataset: str) -> str:
 def _evaluate_stage(cfg: Mapping[str, Any], config_files: list[str], args: str, run: config_mod.Run,
                     test: str, data_dir: str) -> dict:
     model_dir = str(paths.model_dir(cfg, run))
-    tasks = str(paths.tasks_file(cfg, test, run.ways, run.shots))
+    tasks = str(paths.tasks_file(cfg, test, run.ways, run.shots) if test == run.dataset
+                else paths.cross_domain_tasks_file(cfg, run.dataset, test, run.ways, run.shots))
     if test == run.dataset:
         metrics, flag = str(paths.metrics_file(cfg, run)), ""
     else:
@@ -72,14 +73,18 @@ def generate(config_files: list[str]) -> dict:
             _params(config_files, [f"data.{dataset}", "data.root"]), [data_dirs[dataset]])
     runs = config_mod.grid_runs(cfg)
     cross = config_mod.cross_domain_evaluations(cfg)
-    cells = sorted({(r.dataset, r.ways, r.shots) for r in runs} | {(test, r.ways, r.shots) for r, test in cross})
-    for dataset, ways, shots in cells:
+    task_keys = ["evaluate.tasks", "evaluate.queries", "evaluate.split", "evaluate.task_seed", "experiment"]
+    for dataset, ways, shots in sorted({(r.dataset, r.ways, r.shots) for r in runs}):
         out = str(paths.tasks_file(cfg, dataset, ways, shots))
         stages[f"tasks_{dataset}_{ways}w{shots}s"] = _stage(
             f"metalr tasks {args} --dataset {dataset} --ways {ways} --shots {shots} --out {out}",
-            [data_dirs[dataset]] + stage_sources("tasks"),
-            _params(config_files, ["evaluate.tasks", "evaluate.queries", "evaluate.split", "evaluate.task_seed",
-                                   "experiment"]), [out])
+            [data_dirs[dataset]] + stage_sources("tasks"), _params(config_files, task_keys), [out])
+    for train, test, ways, shots in sorted({(r.dataset, test, r.ways, r.shots) for r, test in cross}):
+        out = str(paths.cross_domain_tasks_file(cfg, train, test, ways, shots))
+        stages[f"tasks_{test}_{ways}w{shots}s_unseen_by_{train}"] = _stage(
+            f"metalr tasks {args} --dataset {test} --ways {ways} --shots {shots} --unseen-by {train} --out {out}",
+            [data_dirs[test], data_dirs[train]] + stage_sources("tasks"),
+            _params(config_files, task_keys), [out])
     for run in runs:
         slug = run.run_id.replace("/", "_")
         model_dir = str(paths.model_dir(cfg, run))

@@ -46,7 +46,7 @@ def environment(device: str = "cpu") -> dict:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is no type a weights-only load accepts
         "numpy": np.__version__,
         "metalr": version("metalr"),
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

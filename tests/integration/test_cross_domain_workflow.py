@@ -30,7 +30,7 @@ def cross_workflow(tmp_path_factory):
 
 def test_the_plan_adds_the_test_dataset_its_task_list_and_one_evaluation_per_method(cross_workflow):
     _, plan = cross_workflow
-    assert plan["data"] == 2 and plan["tasks"] == 2
+    assert plan["data"] == 2 and plan["tasks"] == 1 and plan["tasks_cross_domain"] == 1
     assert plan["train"] == plan["evaluate"] == plan["evaluate_cross_domain"] == 4
 
 
@@ -38,7 +38,8 @@ def test_cross_domain_metrics_use_the_omniglot_task_list_at_the_training_resolut
     root, _ = cross_workflow
     files = sorted((root / "results" / "cross" / "cross_domain" / "omniglot" / "glyphs").rglob("*.json"))
     assert len(files) == 4
-    tasks = read_json(root / "results" / "cross" / "tasks" / "omniglot" / "5w1s.json")
+    tasks = read_json(root / "results" / "cross" / "tasks" / "omniglot" / "5w1s-unseen-by-glyphs.json")
+    assert tasks["unseen_by"]["dataset"] == "glyphs" and tasks["unseen_by"]["classes_with_wordnet_id"] == 0
     for path in files:
         metrics = read_json(path)
         assert metrics["run"]["dataset"] == "glyphs" and metrics["evaluation"]["dataset"] == "omniglot"

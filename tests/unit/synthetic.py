@@ -1,6 +1,8 @@
 """A tiny synthetic dataset and config, and a runner for the `metalr` CLI in a scratch folder."""
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from metalr import cli
 from metalr.data.arrays import write_dataset
 
 # Small enough that a CLI train + evaluate takes about a second after start-up.
@@ -55,3 +58,21 @@ def metalr(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 def metalr_popen(cwd: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "metalr.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def tiny_project(folder: Path, blobs_root: Path, **sections) -> Path:
+    """``folder`` as a project the CLI runs in: a copy of the blobs as data/glyphs, tiny.yaml, and the run
+    trained, its task list drawn and evaluated by the CLI (in-process; the working directory is changed
+    to ``folder`` and restored)."""
+    shutil.copytree(blobs_root / "glyphs", folder / "data" / "glyphs")
+    write_config(folder, Path("data"), **sections)
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        for argv in (["train", "--run", RUN_ID, "--no-progress"],
+                     ["tasks", "--dataset", "glyphs", "--ways", "3", "--shots", "1"],
+                     ["evaluate", "--run", RUN_ID, "--no-progress"]):
+            assert cli.main([argv[0], "--configfile", "tiny.yaml", *argv[1:]]) == 0, argv
+    finally:
+        os.chdir(before)
+    return folder

@@ -14,7 +14,7 @@ from metalr import io, paths
 from metalr.algorithms import get_algorithm
 from metalr.config import ConfigError, Run
 from metalr.data.arrays import load_split, write_dataset
-from metalr.data.episodes import Episode, episode_tensors, make_task_list
+from metalr.data.episodes import Episode, episode_tensors, make_task_list, unseen_by_record
 from metalr.evaluate.evaluate import evaluate
 from metalr.steprules import make_rule
 from metalr.train.loop import train
@@ -52,9 +52,13 @@ def trained(tmp_path_factory):
     return root, data, cfg
 
 
-def task_list_for(data_dir: Path, dataset: str, path: Path) -> Path:
-    tasks = make_task_list(load_split(data_dir, "test"), dataset=dataset, split_name="test", ways=3, shots=1,
-                           queries=3, tasks=12, seed=1, source_manifest_sha256="x")
+def task_list_for(data_dir: Path, dataset: str, path: Path, trained_on: Path | None = None) -> Path:
+    """Test tasks of ``data_dir``; for a model trained on ``trained_on`` (another dataset), a cross-domain list."""
+    split = load_split(data_dir, "test")
+    unseen_by = None if trained_on is None else unseen_by_record(
+        split.classes, "glyphs", load_split(trained_on, "train").classes, io.sha256_file(trained_on / "manifest.json"))
+    tasks = make_task_list(split, dataset=dataset, split_name="test", ways=3, shots=1, queries=3, tasks=12, seed=1,
+                           source_manifest_sha256=io.sha256_file(data_dir / "manifest.json"), unseen_by=unseen_by)
     io.write_json(path, tasks)
     return path
 
@@ -64,7 +68,7 @@ def test_same_images_under_another_name_score_exactly_like_in_domain(trained, tm
     other = copy_as(data, tmp_path / "omniglot", "omniglot")
     in_domain = evaluate(cfg, RUN, root / "model" / "model.pt", task_list_for(data, "glyphs", tmp_path / "a.json"),
                          data, tmp_path / "in.json", progress=False)
-    cross = evaluate(cfg, RUN, root / "model" / "model.pt", task_list_for(other, "omniglot", tmp_path / "b.json"),
+    cross = evaluate(cfg, RUN, root / "model" / "model.pt", task_list_for(other, "omniglot", tmp_path / "b.json", data),
                      other, tmp_path / "cross.json", progress=False, test_dataset="omniglot")
     assert cross["per_task_accuracy"] == in_domain["per_task_accuracy"]
     assert in_domain["evaluation"]["dataset"] == "glyphs" and cross["evaluation"]["dataset"] == "omniglot"
@@ -75,13 +79,13 @@ def test_larger_test_images_are_resized_to_the_training_resolution(trained, tmp_
     root, data, cfg = trained
     upscale = lambda images: np.repeat(np.repeat(images, 2, axis=2), 2, axis=3)  # noqa: E731  16x16 -> 32x32
     big = copy_as(data, tmp_path / "omniglot", "omniglot", upscale)
-    tasks = task_list_for(big, "omniglot", tmp_path / "tasks.json")
+    tasks = task_list_for(big, "omniglot", tmp_path / "tasks.json", data)
     metrics = evaluate(cfg, RUN, root / "model" / "model.pt", tasks, big, tmp_path / "m.json", progress=False,
                        test_dataset="omniglot")
     assert metrics["evaluation"]["image_shape"] == [1, 32, 32] and metrics["evaluation"]["resized_to"] == [1, 16, 16]
 
     # independent check: adapt on images resized by hand, task by task
-    model = torch.load(root / "model" / "model.pt", weights_only=False)
+    model = torch.load(root / "model" / "model.pt", weights_only=True)
     algorithm, rule = get_algorithm("maml", cfg["algorithms"]), make_rule("mlplr", cfg["rules"])
     split = load_split(big, "test")
     expected = []
@@ -99,7 +103,7 @@ def test_a_different_channel_count_is_refused_with_both_datasets_named(trained, 
     root, data, cfg = trained
     rgb = copy_as(data, tmp_path / "cub", "cub", lambda images: np.repeat(images, 3, axis=1))
     with pytest.raises(ConfigError, match=r"cub images have 3 channel\(s\), the model trained on glyphs expects 1"):
-        evaluate(cfg, RUN, root / "model" / "model.pt", task_list_for(rgb, "cub", tmp_path / "t.json"), rgb,
+        evaluate(cfg, RUN, root / "model" / "model.pt", task_list_for(rgb, "cub", tmp_path / "t.json", data), rgb,
                  tmp_path / "m.json", progress=False, test_dataset="cub")
     assert not (tmp_path / "m.json").exists()
 
@@ -178,7 +182,8 @@ def test_cli_evaluates_across_domains_into_its_own_metrics_file(tmp_path, monkey
     args = ["--configfile", "tiny.yaml"]
     run_id = "glyphs/3w1s/maml/mlplr/seed1"
     assert cli.main(["train", *args, "--run", run_id, "--no-progress"]) == 0
-    assert cli.main(["tasks", *args, "--dataset", "omniglot", "--ways", "3", "--shots", "1"]) == 0
+    assert cli.main(["tasks", *args, "--dataset", "omniglot", "--ways", "3", "--shots", "1",
+                     "--unseen-by", "glyphs"]) == 0
     assert cli.main(["evaluate", *args, "--run", run_id, "--test-dataset", "omniglot", "--no-progress"]) == 0
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, tmp_path / "tiny.yaml"])
     out = paths.cross_domain_metrics_file(cfg, Run.parse(run_id), "omniglot")

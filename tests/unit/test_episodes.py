@@ -67,7 +67,7 @@ def test_task_list_is_deterministic_and_hashed(dataset_dir, tmp_path):
     assert load_task_list(path)["sha256"] == first["sha256"]
     first["episodes"][0]["query"][0][0] += 1
     io.write_json(path, first)
-    with pytest.raises(ValueError, match="does not match its own sha256"):
+    with pytest.raises(io.HashMismatch, match="does not match its own sha256"):
         load_task_list(path)
 
 

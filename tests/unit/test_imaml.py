@@ -74,7 +74,7 @@ def test_imaml_trains_end_to_end(data_dir, tmp_path):  # noqa: F811
     cfg = tiny_config(iterations=2, outer_lr=0.01)
     run = Run("glyphs", 3, 1, "imaml", "fixed", 1)
     train(cfg, run, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
-    model = torch.load(tmp_path / "model" / "model.pt", weights_only=False)
+    model = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     start = init_model(cfg, run, model["image_shape"])
     assert not torch.equal(model["params"]["head.weight"], start["head.weight"])
     assert model["config"]["algorithm"] == cfg["algorithms"]["imaml"]

@@ -67,7 +67,7 @@ def test_training_writes_rates_and_logging_them_changes_no_result(data_dir, tmp_
     data = io.read_json(tmp_path / "logged" / RATES_FILE)
     assert data["iterations"] == [2, 4, 6] and data["run"]["rule"] == "lslr"
     assert np.array(data["rates"]).shape == (3, len(data["keys"]), cfg["train"]["inner_steps"])
-    model = torch.load(tmp_path / "logged" / loop.MODEL_FILE, weights_only=False)
+    model = torch.load(tmp_path / "logged" / loop.MODEL_FILE, weights_only=True)
     for k in data["keys"]:  # LSLR's recorded rates are its learned tensors at the end
         assert data["rates"][-1][data["keys"].index(k)] == pytest.approx(model["meta"]["lr." + k].tolist(), rel=1e-6)
     monkeypatch.setattr(loop.RateLog, "record", lambda self, *args: None)

@@ -35,7 +35,7 @@ def test_reptile_trains_end_to_end(data_dir, tmp_path):  # noqa: F811
     cfg = tiny_config(iterations=3, outer_lr=0.01)
     run = Run("glyphs", 3, 1, "reptile", "hypergradient", 1)
     train(cfg, run, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
-    model = torch.load(tmp_path / "model" / "model.pt", weights_only=False)
+    model = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     start = init_model(cfg, run, model["image_shape"])
     assert model["meta"] == {}
     assert all(not torch.equal(model["params"][k], start[k]) for k in ("head.weight", "conv0.weight"))

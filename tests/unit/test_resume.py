@@ -38,7 +38,7 @@ def checkpoint_path(folder):
 
 def strip_optimizer_state(path) -> None:
     """Keep the optimizer's settings but drop Adam's moments and step counts."""
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     state["optimizer"]["state"] = {}
     checkpoint.save(path, state)
 
@@ -68,7 +68,7 @@ def killed_and_whole(tmp_path_factory, blobs_root):
 
 def test_killed_run_resumes_and_ends_bitwise_identical(killed_and_whole):
     killed, whole, resumed_stderr = killed_and_whole
-    at = torch.load(killed / "at_kill.pt", weights_only=False)["iteration"]
+    at = torch.load(killed / "at_kill.pt", weights_only=True)["iteration"]
     assert 0 < at < TRAIN["iterations"]
     assert f"resuming from {paths.checkpoint_file(load_cfg(killed), RUN)} at iteration {at}" in resumed_stderr
     for name in (LAMBDAS_FILE, LOG_FILE, MODEL_FILE):  # λ log, metrics log, parameters and rule state
@@ -116,8 +116,8 @@ def test_resume_without_optimizer_state_differs(killed_and_whole, blobs_root, tm
     shutil.copy(killed / "at_kill.pt", ckpt)
     strip_optimizer_state(ckpt)
     train(load_cfg(killed), RUN, blobs_root / "glyphs", tmp_path / "out", ckpt, progress=False)
-    stripped = torch.load(tmp_path / "out" / MODEL_FILE, weights_only=False)["params"]
-    reference = torch.load(model_dir(whole) / MODEL_FILE, weights_only=False)["params"]
+    stripped = torch.load(tmp_path / "out" / MODEL_FILE, weights_only=True)["params"]
+    reference = torch.load(model_dir(whole) / MODEL_FILE, weights_only=True)["params"]
     assert not all(torch.equal(stripped[k], reference[k]) for k in reference)
 
 

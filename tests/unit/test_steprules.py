@@ -18,6 +18,7 @@ from metalr.evaluate.evaluate import evaluate
 from metalr.models import conv4
 from metalr.steprules import make_rule
 from metalr.steprules.base import SupportState, inner_update
+from metalr.train import checkpoint
 from metalr.train.loop import train
 from tests.unit.helpers import tiny_params, tiny_task
 from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
@@ -238,7 +239,7 @@ def test_alfa_applies_the_networks_rates_and_decay_per_layer(float64):
 def task_list(data_dir, tmp_path_factory):  # noqa: F811
     split = load_split(data_dir, "test")
     tasks = make_task_list(split, dataset="glyphs", split_name="test", ways=3, shots=1, queries=3, tasks=6, seed=1,
-                           source_manifest_sha256="x")
+                           source_manifest_sha256=io.sha256_file(data_dir / "manifest.json"))
     path = tmp_path_factory.mktemp("tasks") / "tasks.json"
     io.write_json(path, tasks)
     return path
@@ -250,7 +251,7 @@ def test_rule_trains_end_to_end_and_its_learned_state_is_used_at_evaluation(data
     cfg["evaluate"]["tasks"] = 6
     run = Run("glyphs", 3, 1, "maml", name, 1)
     train(cfg, run, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
-    model = torch.load(tmp_path / "model" / "model.pt", weights_only=False)
+    model = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     lambdas = np.load(tmp_path / "model" / "lambdas.npy")
     assert np.all(np.isfinite(lambdas)) and lambdas.shape == (3, cfg["train"]["task_batch"], 2)
     metrics = evaluate(cfg, run, tmp_path / "model" / "model.pt", task_list, data_dir, tmp_path / "m.json",
@@ -266,8 +267,12 @@ def test_rule_trains_end_to_end_and_its_learned_state_is_used_at_evaluation(data
         return
     # Learned: the saved rates moved away from their start; used: evaluating with the start differs.
     assert any(not torch.equal(model["meta"][k], start[k]) for k in start)
-    torch.save({**model, "meta": start}, tmp_path / "start.pt")
-    at_start = evaluate(cfg, run, tmp_path / "start.pt", task_list, data_dir, tmp_path / "s.json", progress=False)
+    (tmp_path / "start").mkdir()  # the model with its start rates, and a training log recording its hash
+    sha = checkpoint.write_torch(tmp_path / "start" / "model.pt", {**model, "meta": start})
+    io.write_json(tmp_path / "start" / "train_log.json",
+                  {**io.read_json(tmp_path / "model" / "train_log.json"), "model_sha256": sha})
+    at_start = evaluate(cfg, run, tmp_path / "start" / "model.pt", task_list, data_dir, tmp_path / "s.json",
+                        progress=False)
     assert at_start["lambda"] != metrics["lambda"]
 
 

@@ -40,7 +40,7 @@ def test_same_seed_gives_identical_outputs_and_lambda_log(data_dir, tmp_path):
         train(cfg, RUN, data_dir, tmp_path / name, tmp_path / f"{name}.ckpt", progress=False)
     for a, b in zip(output_files(tmp_path / "a"), output_files(tmp_path / "b")):
         if a.suffix == ".pt":
-            ma, mb = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+            ma, mb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
             assert all(torch.equal(ma["params"][k], mb["params"][k]) for k in ma["params"])
         else:
             assert a.read_bytes() == b.read_bytes()
@@ -67,13 +67,19 @@ def test_evaluation_scores_the_frozen_tasks(data_dir, tmp_path):
     train(cfg, RUN, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
     split = load_split(data_dir, "test")
     tasks = make_task_list(split, dataset="glyphs", split_name="test", ways=3, shots=1, queries=3, tasks=12, seed=1,
-                           source_manifest_sha256="x")
+                           source_manifest_sha256=io.sha256_file(data_dir / "manifest.json"))
     io.write_json(tmp_path / "tasks.json", tasks)
     metrics = evaluate(cfg, RUN, tmp_path / "model" / "model.pt", tmp_path / "tasks.json", data_dir,
                        tmp_path / "metrics.json", progress=False)
     assert metrics["task_list"]["sha256"] == tasks["sha256"]
     assert len(metrics["per_task_accuracy"]) == 12 and metrics["accuracy"]["n_tasks"] == 12
     assert metrics["accuracy"]["mean"] == pytest.approx(np.mean(metrics["per_task_accuracy"]), abs=1e-6)
+    # per class: the task list's classes in label order, each with its queries' accuracy (3 queries: thirds)
+    assert metrics["per_task_classes"] == [e["classes"] for e in tasks["episodes"]]
+    class_accuracy = np.array(metrics["per_task_class_accuracy"])
+    assert class_accuracy.shape == (12, 3) and np.allclose(class_accuracy * 3, np.round(class_accuracy * 3), atol=1e-5)
+    assert class_accuracy.mean(axis=1) == pytest.approx(metrics["per_task_accuracy"], abs=1e-6)
+    assert metrics["task_list"]["distinct_tasks"] == tasks["distinct_tasks"] == 12
     assert len(metrics["lambda"]["mean_per_step"]) == 3
     assert io.read_json(tmp_path / "metrics.json") == metrics
 
@@ -102,6 +108,6 @@ def test_cosine_schedule_changes_the_trained_model(data_dir, tmp_path):
     for schedule in ("constant", "cosine"):
         cfg = tiny_config(iterations=3, outer_lr=0.01, outer_lr_schedule=schedule, outer_lr_min=0.0)
         train(cfg, RUN, data_dir, tmp_path / schedule, tmp_path / f"{schedule}.ckpt", progress=False)
-        models[schedule] = torch.load(tmp_path / schedule / "model.pt", weights_only=False)["params"]
+        models[schedule] = torch.load(tmp_path / schedule / "model.pt", weights_only=True)["params"]
     # The first step is the same (cos(0) = 1), later steps are smaller under cosine.
     assert any(not torch.equal(models["constant"][k], models["cosine"][k]) for k in models["constant"])

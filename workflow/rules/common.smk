@@ -85,6 +85,7 @@ RUN_PATTERN = "{dataset}/{ways}w{shots}s/{algorithm}/{rule}/seed{seed}"
 MODEL_DIR = f"{RESULTS}/models/{RUN_PATTERN}"
 METRICS = f"{RESULTS}/metrics/{RUN_PATTERN}.json"
 TASKS = f"{RESULTS}/tasks/{{dataset}}/{{ways}}w{{shots}}s.json"
+CROSS_TASKS = f"{RESULTS}/tasks/{{test}}/{{ways}}w{{shots}}s-unseen-by-{{dataset}}.json"
 REPORT_FILES = list(OUTPUTS)
 ANALYSIS_FILES = list(ANALYSIS_OUTPUTS)
 SCALING_FILES = list(SCALING_OUTPUTS)

@@ -30,7 +30,7 @@ rule evaluate:
 use rule evaluate as evaluate_cross_domain with:
     input:
         model=f"{MODEL_DIR}/model.pt",
-        tasks=f"{RESULTS}/tasks/{{test}}/{{ways}}w{{shots}}s.json",
+        tasks=CROSS_TASKS,
         data=lambda w: dataset_files(w.test),
         code=sources("evaluate"),
     output:

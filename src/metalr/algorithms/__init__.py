@@ -1,6 +1,7 @@
 """Registry of meta-learning algorithms: adding one is one module plus one line here.
 
-Each module declares its label, its flags (``trains_rule_meta``, ``batches_training``) and its settings in
+Each module declares its label, its flags (``trains_rule_meta``, ``batches_training``,
+``differentiates_inner_loop``) and its settings in
 a literal ``SPEC`` (``metalr.plugins``); settings are read from ``algorithms.<name>`` in the config (their
 defaults from the SPEC) and passed to the registered constructor. Importing this
 package does not import torch.
@@ -17,7 +18,7 @@ ALGORITHMS = Registry("algorithm", {
     "anil": "metalr.algorithms.anil:ANIL",
     "reptile": "metalr.algorithms.reptile:Reptile",
     "imaml": "metalr.algorithms.imaml:IMAML",
-}, required_flags=("trains_rule_meta", "batches_training"))
+}, required_flags=("trains_rule_meta", "batches_training", "differentiates_inner_loop"))
 
 
 def get_algorithm(name: str, settings: Mapping[str, Any]):

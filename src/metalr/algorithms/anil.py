@@ -19,6 +19,7 @@ SPEC = {
     "label": "ANIL",
     "trains_rule_meta": True,  # whether the meta-gradient reaches a rule's learned rates
     "batches_training": True,  # whether the training step runs under torch.func.vmap (compute.batching)
+    "differentiates_inner_loop": True,  # the meta-gradient flows through the head's inner updates (second order)
 }
 
 @dataclass(frozen=True)

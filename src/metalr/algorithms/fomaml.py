@@ -9,6 +9,7 @@ SPEC = {
     "label": "FOMAML",
     "trains_rule_meta": True,  # the first-order meta-gradient still reaches the rates of the last step
     "batches_training": True,
+    "differentiates_inner_loop": False,  # the inner gradients are detached
 }
 
 FOMAML = functools.partial(MAML, name="fomaml", first_order=True)

@@ -28,6 +28,7 @@ SPEC = {
     "label": "iMAML",
     "trains_rule_meta": False,  # whether the meta-gradient reaches a rule's learned rates
     "batches_training": False,  # whether the training step runs under torch.func.vmap (compute.batching)
+    "differentiates_inner_loop": False,  # the implicit gradient does not see the inner path
     "settings": {
         "lam": {"default": 2.0, "exclusive_minimum": 0, "source": "[iMAML 2019] their Omniglot setting",
                 "doc": "proximal strength lambda"},

@@ -26,6 +26,7 @@ SPEC = {
     "label": "Reptile",
     "trains_rule_meta": False,  # whether the meta-gradient reaches a rule's learned rates
     "batches_training": True,  # whether the training step runs under torch.func.vmap (compute.batching)
+    "differentiates_inner_loop": False,  # the meta-gradient is theta - W, never differentiated
 }
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def labels_file(split: str) -> str:
     return f"{split}_labels.npy"
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The ``.npy`` file of ``array`` (no pickled objects), in memory."""
     buffer = _io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
@@ -79,7 +80,7 @@ def write_dataset(
             image_shape = list(images.shape[1:])
         labels = np.ascontiguousarray(labels, dtype=np.int64)
         for name, array in ((images_file(split), np.ascontiguousarray(images)), (labels_file(split), labels)):
-            data = _npy_bytes(array)
+            data = npy_bytes(array)
             io.write_bytes(out_dir / name, data)
             files[name] = io.sha256_bytes(data)
         counts = np.bincount(labels, minlength=len(classes)).tolist()
@@ -104,7 +105,7 @@ def read_manifest(data_dir: str | Path) -> dict:
             f"{path} is missing: the dataset was not preprocessed (run the data stage, e.g. "
             f"`metalr data --config ...` or `snakemake {path}`)."
         )
-    return io.read_json(path)
+    return io.read_json(path, f"delete {Path(data_dir)} and rerun the data stage")
 
 
 def load_split(data_dir: str | Path, split: str, verify: bool = True) -> SplitArrays:
@@ -122,6 +123,6 @@ def load_split(data_dir: str | Path, split: str, verify: bool = True) -> SplitAr
                 f"{path} does not match the sha256 recorded in {data_dir / MANIFEST}: the file changed after "
                 f"preprocessing. Delete {data_dir} and rerun the data stage for {manifest['dataset']}."
             )
-    images = np.load(data_dir / images_file(split), mmap_mode="r")
-    labels = np.load(data_dir / labels_file(split))
+    images = np.load(data_dir / images_file(split), mmap_mode="r", allow_pickle=False)
+    labels = np.load(data_dir / labels_file(split), allow_pickle=False)
     return SplitArrays(images=images, labels=labels, classes=tuple(manifest["splits"][split]["classes"]))

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from metalr import io
 from metalr.data.arrays import SPLITS, write_dataset
 from metalr.data.fetch import extracted, fetch
 from metalr.data.splits import load_split
@@ -19,10 +20,35 @@ IMAGES_PER_CLASS = 600
 FOLDER = "cifar-100-python"
 
 
+# What CIFAR-100's python pickles hold besides plain containers: numpy arrays, through these (Python 2
+# pickles name numpy.core, newer ones numpy._core; protocol 5 uses _frombuffer). Nothing else is loaded.
+NUMPY_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: any other global (a function a ``__reduce__``
+    payload would call) is refused before it is looked up, so it never runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        return super().find_class(module, name)
+
+
 def read_pickle(path: Path) -> dict:
-    # The official archive's own pickles, verified by its md5 before they are opened.
+    """The official archive's own pickles (verified by their checksum first), read allowing numpy arrays and
+    plain containers only: io.UnsafeFile when the file holds anything else."""
     with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+        try:
+            return ArraysOnlyUnpickler(fh, encoding="latin1").load()
+        except pickle.UnpicklingError as exc:
+            raise io.UnsafeFile(f"{path} holds a pickled object that is not a numpy array or a plain container "
+                                f"({exc}); refused without running it. The official CIFAR-100 archive holds none: "
+                                f"delete the archive and its extracted folder, and fetch it again") from exc
 
 
 def load_cifar100(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

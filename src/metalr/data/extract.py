@@ -12,12 +12,15 @@ import os
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
 
 # Python 3.12's tarfile on every 3.11: extraction filters (``filter="data"``) came in 3.11.4, and
 # Debian 12's own Python is 3.11.2.
 from backports import tarfile
 
-from metalr.io import atomic_dir
+from metalr import io
+
+EXTRACTED_MARK = ".extracted-from.json"  # written into every extraction: what it came from, and that it is ours
 
 
 class UnsafeArchive(ValueError):
@@ -89,12 +92,18 @@ def _extract_zip(archive: Path, into: Path) -> None:
         raise CorruptArchive(f"{archive} is truncated or damaged ({exc}); delete it and download it again") from exc
 
 
-def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Unpack ``archive`` (tar, tar.gz, tgz or zip) into the folder ``dest``, all or nothing."""
+def extract(archive: str | os.PathLike, dest: str | os.PathLike, record: Mapping[str, Any] | None = None) -> Path:
+    """Unpack ``archive`` (tar, tar.gz, tgz or zip) into the folder ``dest``, all or nothing.
+
+    ``dest/EXTRACTED_MARK`` records ``record`` (default: the archive's path); an existing ``dest`` is
+    replaced only when it holds that mark (an earlier extraction) or is empty, else io.UnsafeTarget.
+    """
     archive, dest = Path(archive), Path(dest)
-    with atomic_dir(dest) as tmp:
+    with io.atomic_dir(dest, lambda folder: (folder / EXTRACTED_MARK).is_file(),
+                       f"an extraction by metalr (holding {EXTRACTED_MARK})") as tmp:
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, tmp)
         else:
             _extract_tar(archive, tmp)
+        io.write_json(tmp / EXTRACTED_MARK, dict(record or {"archive": str(archive)}))
     return dest

@@ -18,13 +18,12 @@ from typing import Any, Iterable, Mapping
 
 from metalr import io
 from metalr.data.download import ChecksumMismatch, DownloadError, RetryPolicy, download, file_digest
-from metalr.data.extract import extract
+from metalr.data.extract import EXTRACTED_MARK, extract
 from metalr.data.sources import SOURCES, Archive, Source
 
 log = logging.getLogger(__name__)
 
 SUMS_FILES = (("SHA256SUMS", "sha256"), ("MD5SUMS", "md5"))
-EXTRACTED_MARK = ".extracted-from.json"
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,5 @@ def extracted(fetched: Fetched, data_cfg: Mapping[str, Any], dataset: str) -> Pa
     mark = dest / EXTRACTED_MARK
     if mark.exists() and io.read_json(mark).get("sha256") == fetched.sha256:
         return dest
-    extract(fetched.path, dest)
-    io.write_json(mark, {"archive": str(fetched.path), "sha256": fetched.sha256})
-    return dest
+    return extract(fetched.path, dest, {"archive": str(fetched.path), "sha256": fetched.sha256})
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -11,9 +14,26 @@ from tqdm import tqdm
 RESAMPLING = "Lanczos (antialiased), RGB, no aspect-preserving crop (the usual few-shot 84x84 recipe)"
 
 
+class UnreadableImage(RuntimeError):
+    """A source image cannot be decoded (truncated, damaged, not an image); the message names <class>/<file>."""
+
+
+@contextlib.contextmanager
+def decoding(path: Path) -> Iterator[None]:
+    """Turn a decoding failure of ``path`` into UnreadableImage naming ``<class folder>/<file>`` and what to do."""
+    try:
+        yield
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(
+            f"image {path.parent.name}/{path.name} cannot be read ({exc}): it is truncated or damaged. Replace it "
+            f"with an intact copy from its source (for an archive metalr extracted, delete the extracted folder "
+            f"under data.downloads so it is unpacked again) and rerun the data stage; the file: {path}") from exc
+
+
 def load_rgb(path: Path, image_size: int, crop_bottom: int = 0) -> np.ndarray:
-    """3 x image_size x image_size uint8; ``crop_bottom`` pixel rows are cut off before resizing."""
-    with Image.open(path) as image:
+    """3 x image_size x image_size uint8; ``crop_bottom`` pixel rows are cut off before resizing.
+    Raises UnreadableImage naming ``<class>/<file>`` when the file cannot be decoded."""
+    with decoding(path), Image.open(path) as image:
         rgb = image.convert("RGB")
     if crop_bottom:
         rgb = rgb.crop((0, 0, rgb.width, rgb.height - crop_bottom))

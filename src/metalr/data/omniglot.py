@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from metalr.data.arrays import SPLITS, write_dataset
+from metalr.data.images import decoding
 from metalr.data.fetch import extracted, fetch
 from metalr.data.splits import load_split
 
@@ -38,7 +39,7 @@ def character_folders(roots: list[Path]) -> dict[str, Path]:
 
 
 def load_image(path: Path, image_size: int) -> np.ndarray:
-    with Image.open(path) as image:
+    with decoding(path), Image.open(path) as image:
         ink_high = ImageOps.invert(image.convert("L"))
     return np.asarray(ink_high.resize((image_size, image_size), Image.Resampling.LANCZOS), dtype=np.uint8)
 

@@ -134,7 +134,7 @@ def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None)
 
 def _display_path(path: Path) -> str:
     try:
-        return path.resolve().relative_to(config_mod.REPO_ROOT).as_posix()
+        return path.resolve().relative_to(config_mod.project_root()).as_posix()
     except ValueError:
         return path.name
 

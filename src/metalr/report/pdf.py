@@ -51,9 +51,12 @@ def compile_appendix(appendix_tex: Path, generated_dir: Path, out_pdf: Path) -> 
     """Compile ``appendix_tex`` with ``\\gendir`` pointing at a copy of ``generated_dir``; write ``out_pdf``.
 
     Needs latexmk and pdflatex (raises LatexNotInstalled otherwise) and the files build_report writes
-    (build.OUTPUTS) in ``generated_dir``. Raises LatexBuildError with
-    the log tail if TeX fails. Returns ``out_pdf``.
+    (build.OUTPUTS) in ``generated_dir``, complete and unchanged (build.IncompleteReport otherwise: a
+    report half-replaced by a killed run is never compiled). Raises LatexBuildError with the log tail if
+    TeX fails. Returns ``out_pdf``.
     """
+    from metalr.report.build import check_report
+
     appendix_tex = Path(appendix_tex).resolve()
     generated_dir = Path(generated_dir).resolve()
     out_pdf = Path(out_pdf)
@@ -62,6 +65,7 @@ def compile_appendix(appendix_tex: Path, generated_dir: Path, out_pdf: Path) -> 
         raise FileNotFoundError(appendix_tex)
     if not generated_dir.is_dir():
         raise FileNotFoundError(generated_dir)
+    check_report(generated_dir)
 
     with tempfile.TemporaryDirectory(prefix="metalr-latex-") as tmp:
         build = Path(tmp)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import psutil
 import torch
 from tqdm import tqdm
 
@@ -15,7 +17,7 @@ from metalr import allocator, io, precision, seeding
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.meta_batch import accumulate_meta_gradient, uses_vmap
 from metalr.config import Run
-from metalr.data.arrays import load_split
+from metalr.data.arrays import MANIFEST, SplitArrays, load_split, npy_bytes
 from metalr.data.episodes import episode_tensors, sample_episode
 from metalr.models import conv4
 from metalr.steprules import make_rule
@@ -33,6 +35,26 @@ class DivergenceError(RuntimeError):
     """The meta-training loss became NaN or infinite."""
 
 
+class LogsTooLarge(RuntimeError):
+    """``train.iterations`` asks for per-iteration logs larger than the memory available."""
+
+
+def log_bytes(iterations: int, task_batch: int, inner_steps: int, outer_blocks: int) -> int:
+    """Memory of the per-iteration logs training keeps: λ (float32, batch x steps), loss and accuracy
+    (float64) and the outer step sizes (float64 per block)."""
+    return iterations * (4 * task_batch * inner_steps + 8 + 8 + 8 * outer_blocks)
+
+
+def check_log_memory(run_id: str, iterations: int, needed: int, available: int) -> None:
+    """Refuse logs that cannot fit: a checkpoint or the final λ file serialises a copy, so twice their size."""
+    print(f"train {run_id}: {iterations} iterations; their logs take {needed / 2**20:.1f} MiB of memory "
+          f"(twice that while a checkpoint is written; {available / 2**20:.0f} MiB available)", file=sys.stderr)
+    if 2 * needed > available:
+        raise LogsTooLarge(f"train.iterations = {iterations}: the training logs of run {run_id} would take "
+                           f"{2 * needed / 2**30:.1f} GiB of memory with a checkpoint's copy, and "
+                           f"{available / 2**30:.1f} GiB are available; lower train.iterations")
+
+
 def output_files(out_dir: Path) -> list[Path]:
     return [out_dir / MODEL_FILE, out_dir / LOG_FILE, out_dir / LAMBDAS_FILE, out_dir / RATES_FILE]
 
@@ -45,8 +67,23 @@ def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device:
     return {k: v.to(device) for k, v in params.items()}
 
 
+def lock_file(checkpoint_path: Path) -> Path:
+    """The lock a training run holds for its whole life, beside its checkpoint (under work/)."""
+    return checkpoint_path.with_suffix(".lock")
+
+
 def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, checkpoint_path: Path,
           progress: bool = True, device: str = "cpu") -> dict:
+    """Meta-train ``run``; writes model.pt, train_log.json (with the model's and the dataset manifest's
+    sha256), lambdas.npy and rates.json into ``out_dir``. Raises io.Busy when another process trains
+    the same run, LogsTooLarge when the logs cannot fit in memory, DivergenceError on a NaN/inf loss."""
+    split = load_split(data_dir, "train")  # verified against its manifest before anything is written
+    with io.exclusive_lock(lock_file(checkpoint_path), f"training of run {run.run_id}"):
+        return _train(cfg, run, data_dir, split, out_dir, checkpoint_path, progress, device)
+
+
+def _train(cfg: Mapping[str, Any], run: Run, data_dir: Path, split: SplitArrays, out_dir: Path,
+           checkpoint_path: Path, progress: bool, device: str) -> dict:
     tcfg = cfg["train"]
     for path in (*output_files(out_dir), checkpoint_path):
         io.remove_stale_temporaries(path)
@@ -55,7 +92,6 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     allocator.configure(cfg["compute"]["cpu_allocator"])
     forward_context = precision.forward_context(cfg["compute"], device)
     run_config = config_mod.train_slice(cfg, run)
-    split = load_split(data_dir, "train")
     by_class = split.indices_by_class()
     algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
     rule = make_rule(run.rule, cfg["rules"])
@@ -74,6 +110,8 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     rng = seeding.numpy_rng(run.seed, seeding.STREAM_TRAIN_TASKS)
 
     iterations, batch, steps = tcfg["iterations"], tcfg["task_batch"], tcfg["inner_steps"]
+    check_log_memory(run.run_id, iterations, log_bytes(iterations, batch, steps, len(outer_step.blocks)),
+                     psutil.virtual_memory().available)
     lambdas = np.zeros((iterations, batch, steps), dtype=np.float32)
     losses = np.zeros(iterations, dtype=np.float64)
     accuracies = np.zeros(iterations, dtype=np.float64)
@@ -96,7 +134,13 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
 
     bar = tqdm(range(start, iterations), initial=start, total=iterations, desc=f"train {run.run_id}",
                disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr)
+    started = time.perf_counter()
     for it in bar:
+        if it == start + 1:
+            per_iteration = time.perf_counter() - started
+            print(f"train {run.run_id}: the first iteration took {per_iteration:.2f} s; the remaining "
+                  f"{iterations - it} should take about {per_iteration * (iterations - it) / 60:.1f} min",
+                  file=sys.stderr)
         episodes = [sample_episode(rng, by_class, run.ways, run.shots, tcfg["queries"]) for _ in range(batch)]
         optimizer.zero_grad(set_to_none=True)
         tasks = [episode_tensors(split, episode, device=device) for episode in episodes]
@@ -140,13 +184,15 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
         "meta": {k: v.detach().cpu() for k, v in meta.items()},
         "environment": seeding.environment(device),
     }
+    model_bytes = checkpoint.torch_bytes(model)
+    # The hashes the later stages check: evaluation checks the model's, the report both.
+    log["model_sha256"] = io.sha256_bytes(model_bytes)
+    log["dataset_manifest_sha256"] = io.sha256_file(data_dir / MANIFEST)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with io.atomic_path(out_dir / LAMBDAS_FILE) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, lambdas, allow_pickle=False)
+    io.write_bytes(out_dir / LAMBDAS_FILE, npy_bytes(lambdas))
     io.write_json(out_dir / LOG_FILE, log)
     rate_log.write(out_dir / RATES_FILE, run.as_dict(cfg["experiment"]), steps)
-    checkpoint.write_torch(out_dir / MODEL_FILE, model)
+    io.write_bytes(out_dir / MODEL_FILE, model_bytes)
     checkpoint_path.unlink(missing_ok=True)
     return log
 
