@@ -20,6 +20,7 @@ from metalr.data.arrays import load_split
 from metalr.data.episodes import Episode, episode_tensors, load_task_list
 from metalr.evaluate.chunked import resolve_chunk, score_tasks
 from metalr.evaluate.stats import mean_ci95
+from metalr.models import get_backbone
 from metalr.steprules import make_rule
 
 
@@ -65,7 +66,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
             f"not for run {run.run_id} tested on {test_dataset}")
     split = load_split(data_dir, task_list["split"])
     resize = resizer(split.images.shape[1:], model["image_shape"], test_dataset, run.dataset)
-    algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
+    algorithm = get_algorithm(run.algorithm, cfg["algorithms"], get_backbone(cfg["model"]["name"]))
     rule = make_rule(run.rule, cfg["rules"])
     params, meta = model["params"], model["meta"]
 
