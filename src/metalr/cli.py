@@ -161,8 +161,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     cases = [bench.Case(shape, shots, algorithm, rule, filters=args.filters, backbone=backbone)
              for shape, shots, backbone, algorithm, rule
              in itertools.product(args.shapes, args.shots, args.backbones, args.algorithms, args.rules)]
-    print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after {args.warmup} warm-up; "
-          f"metalr with cpu_allocator {cpu_allocator}")
+    print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after "
+          f"{max(args.warmup, 1)} warm-up (the first counts the FLOPs); metalr with cpu_allocator {cpu_allocator}")
     bench.run(cases, device, args.repeats, args.warmup, args.eval_tasks, Path(args.out), cpu_allocator)
     print(f"-> {args.out}")
 
