@@ -72,11 +72,15 @@ def test_committed_dvc_yaml_is_generated_from_the_quick_config():
 
 
 def test_committed_dvc_lock_matches_the_current_sources():
+    """Sources only: a file some stage makes (paper/generated/...) is whatever the last local run wrote."""
     lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+    made = tuple(out["path"] for stage in lock["stages"].values() for out in stage.get("outs", []))
     checked = 0
     for name, stage in lock["stages"].items():
         for dep in stage.get("deps", []):
             path = REPO_ROOT / dep["path"]
+            if dep["path"].startswith(made):
+                continue
             if dep["path"].startswith(("src/", "config/", "paper/")) and path.is_file():
                 assert hashlib.md5(path.read_bytes()).hexdigest() == dep["md5"], f"{name}: {dep['path']} changed"
                 checked += 1
@@ -154,6 +158,8 @@ def test_editing_a_template_reruns_only_the_report(tiny_workflow):
 @pytest.fixture(scope="module")
 def dvc_workflow(tiny_workflow):
     """The tiny workflow's folder as a DVC repository whose lock records what Snakemake made."""
+    if not latex_available():  # dvc.yaml always has the appendix_pdf stage, so `dvc commit` needs the PDF
+        pytest.skip("latexmk/pdflatex not installed: the DVC pipeline's appendix_pdf stage has no PDF to record")
     root, _ = tiny_workflow
     run(["git", "init", "-q"], root)
     run([str(BIN / "metalr"), "dvc-yaml", "--configfile", "tests/data/tiny.yaml"], root)
