@@ -7,6 +7,7 @@ from pathlib import Path
 
 from metalr import config as config_mod
 from metalr import stages
+from metalr.models import BACKBONES
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (config_mod.ConfigError,)
 _gpu_claim = None  # held for the life of the process: releasing it frees the GPU for another job
@@ -217,12 +218,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     device = devices.resolve_device(args.device)
     cpu_allocator = args.cpu_allocator or config_mod.load([config_mod.default_config()])["compute"]["cpu_allocator"]
-    cases = [bench.Case(shape, shots, algorithm, rule, filters=args.filters)
-             for shape, shots, algorithm, rule in itertools.product(args.shapes, args.shots, args.algorithms, args.rules)]
-    print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after {args.warmup} warm-up; "
-          f"metalr with cpu_allocator {cpu_allocator}")
-    print(bench.HEADER)
-    print(bench.HEADER_NOTE)
+    cases = [bench.Case(shape, shots, algorithm, rule, filters=args.filters, backbone=backbone)
+             for shape, shots, backbone, algorithm, rule
+             in itertools.product(args.shapes, args.shots, args.backbones, args.algorithms, args.rules)]
+    print(f"benchmark on {device}: {len(cases)} cases, {args.repeats} timed iterations each after "
+          f"{max(args.warmup, 1)} warm-up (the first counts the FLOPs); metalr with cpu_allocator {cpu_allocator}")
     bench.run(cases, device, args.repeats, args.warmup, args.eval_tasks, Path(args.out), cpu_allocator)
     print(f"-> {args.out}")
 
@@ -332,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", nargs="+", type=int, default=[1, 5])
     p.add_argument("--algorithms", nargs="+", default=["maml", "fomaml", "anil"])
     p.add_argument("--rules", nargs="+", default=["fixed", "mlplr"])
-    p.add_argument("--filters", type=int, default=64)
+    p.add_argument("--filters", type=int, default=64, help="base width (model.filters)")
+    p.add_argument("--backbones", "--backbone", nargs="+", default=["conv4"], choices=sorted(BACKBONES),
+                   help="backbones timed (the reference loop implements conv4 only)")
     p.add_argument("--repeats", type=int, default=5, help="timed meta-iterations per case (median, min, max)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--cpu-allocator", choices=["retain", "system"],

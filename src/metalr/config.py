@@ -141,17 +141,25 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
 StrictValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer))
+BACKBONE_KEYS = (("model", "name"), ("analysis", "cost", "backbone"), ("analysis", "scaling", "backbone"))
 
 
 def _schema() -> dict:
-    """config/schema.yaml, with the ``rules`` and ``algorithms`` sections generated from the plug-ins' SPECs."""
+    """config/schema.yaml, with the ``rules`` and ``algorithms`` sections generated from the plug-ins' SPECs
+    and the backbone names (``BACKBONE_KEYS``) from the backbone registry."""
     from metalr.algorithms import ALGORITHMS
+    from metalr.models import BACKBONES
     from metalr.steprules import RULES
 
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
         schema = yaml.safe_load(fh)
     schema["properties"]["rules"] = RULES.settings_schema()
     schema["properties"]["algorithms"] = ALGORITHMS.settings_schema()
+    for *section, key in BACKBONE_KEYS:
+        node = schema
+        for part in section:
+            node = node["properties"][part]
+        node["properties"][key] = {"enum": sorted(BACKBONES)}
     return schema
 
 

@@ -2,7 +2,8 @@
 
 For each algorithm, one axis is swept at a time, the others held at ``analysis.scaling.base``. Each
 point runs the training path itself (``accumulate_meta_gradient`` with the per-task loop, the fixed
-rule) on random images of the configured shape, with ``train.threads`` threads, as a training job.
+rule) on the backbone ``analysis.scaling.backbone``, on random images of the configured shape, with
+``train.threads`` threads, as a training job.
 Time: the median of ``repeats`` meta-iterations after ``warmup``. Memory: the peak of the tensor
 memory a meta-iteration allocates beyond what was alive before it, from the allocation events
 PyTorch's profiler records in one extra iteration (on CUDA: max allocated above the start). It
@@ -25,6 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 from metalr import allocator, bench, devices, io
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.meta_batch import accumulate_meta_gradient
+from metalr.models import get_backbone
 from metalr.steprules import make_rule
 
 AXES = ("inner_steps", "shots", "task_batch")
@@ -35,7 +37,7 @@ def cases(scfg: Mapping[str, Any]) -> list[tuple[str, bench.Case]]:
     """(swept axis, case) for every algorithm and every value of every axis."""
     base = bench.Case(scfg["shape"], scfg["base"]["shots"], "", RULE, ways=scfg["ways"], queries=scfg["queries"],
                       task_batch=scfg["base"]["task_batch"], inner_steps=scfg["base"]["inner_steps"],
-                      filters=scfg["filters"])
+                      filters=scfg["filters"], backbone=scfg["backbone"])
     return [(axis, replace(base, algorithm=algorithm, **{axis: value}))
             for algorithm in scfg["algorithms"] for axis in AXES for value in scfg[axis]]
 
@@ -54,7 +56,7 @@ def peak_tensor_mib(work: Callable[[], Any], device: str) -> float:
 def measure(case: bench.Case, algorithm_settings: Mapping[str, Any], rule_settings: Mapping[str, Any],
             device: str, repeats: int, warmup: int) -> dict[str, Any]:
     """Median seconds per meta-iteration and the peak tensor memory of one meta-iteration."""
-    algorithm = get_algorithm(case.algorithm, algorithm_settings)
+    algorithm = get_algorithm(case.algorithm, algorithm_settings, get_backbone(case.backbone))
     rule = make_rule(RULE, rule_settings)
     params = bench.make_params(case, torch.float32, device)
     batches = [bench.make_tasks(case, case.task_batch, torch.float32, device, seed=s) for s in range(warmup + repeats)]

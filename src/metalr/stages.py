@@ -94,7 +94,8 @@ SPLIT_FILES = "config/splits/{dataset}"
 PACKAGE = "src/metalr"
 # What every job runs: the command line, the config and its validation (the registries), the table.
 SHARED = ("__init__.py", "__main__.py", "cli.py", "config.py", "io.py", "plugins.py", "stages.py",
-          "algorithms/__init__.py", "steprules/__init__.py", "data/__init__.py", "data/registry.py")
+          "algorithms/__init__.py", "steprules/__init__.py", "models/__init__.py", "data/__init__.py",
+          "data/registry.py")
 SCHEMA = "config/schema.yaml"
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 import torch
 
 from metalr.algorithms.base import Task
-from metalr.models import conv4
+from metalr.models import get_backbone
+
+CONV4 = get_backbone("conv4")
 
 
 def tiny_params(ways: int = 3, seed: int = 0, image_size: int = 16, filters: int = 3) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    params = conv4.init(gen, 1, image_size, ways, filters=filters, dtype=torch.float64)
+    params = CONV4.init(gen, 1, image_size, ways, filters=filters, dtype=torch.float64)
     return {k: v.requires_grad_(True) for k, v in params.items()}
 
 

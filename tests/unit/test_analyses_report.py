@@ -45,10 +45,12 @@ def test_every_output_is_written_with_numbers_from_the_inputs(inputs, tmp_path):
 
 
 def test_cost_table_rows_and_missing_reference():
-    table = render_cost(BENCH, "unit")
-    assert re.search(r"MAML & fixed & 0\.25 \[0\.125--0\.5\] & 16 & 512 & 2 & 1\.6 \\\\", table)
-    assert re.search(r"Reptile & [^&]+ & 0\.125 \[[^]]+\] & 32 & 512 & -- & -- \\\\", table)
+    table = " ".join(render_cost(BENCH, "unit").split())  # rows and caption span source lines
+    # GFLOP 12.5 in 0.25 s = 50 GFLOP/s, 0.25 of the 200 GFLOP/s matmul peak
+    assert re.search(r"MAML & fixed & 0\.25 \[0\.125--0\.5\] & 16 & 12\.5 & 0\.25 & 512 & 2 & 1\.6 \\\\", table)
+    assert re.search(r"Reptile & [^&]+ & 0\.125 \[[^]]+\] & 32 & 4 & 0\.16 & 512 & -- & -- \\\\", table)
     assert r"compute.cpu\_allocator: retain" in table
+    assert "Conv-4 with widths 16--16--16--16" in table and "200 GFLOP/s on 2048 $\\times$ 2048 matrices" in table
     assert "no cases" in render_cost({**BENCH, "results": []}, "unit")
 
 
@@ -68,3 +70,5 @@ def test_cost_cases_skip_pairs_the_validator_refuses():
     pairs = {(c.algorithm, c.rule) for c in cost.cases(cfg)}
     assert len(pairs) == 5 * 7 - 2 * 3 and ("reptile", "meta-sgd") not in pairs and ("reptile", "mlplr") in pairs
     assert {c.shots for c in cost.cases(cfg)} == set(cfg["analysis"]["cost"]["shots"])
+    cfg["analysis"]["cost"]["backbone"] = "resnet12"
+    assert {c.backbone for c in cost.cases(cfg)} == {"resnet12"}

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.batched import batched_task_results
 from metalr.algorithms.inner import adapt
-from metalr.models import conv4
+from metalr.models.conv4 import BLOCKS
 from metalr.steprules import make_rule
-from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.helpers import CONV4, tiny_params, tiny_task
 
 RULES = {"fixed": {"lr": 0.3}, "mlplr": {"lr_max": 2.0, "lr_min": 0.05, "grad_through_lr": False,
                                          "divergence": "kl_label_pred"}}
@@ -26,25 +26,25 @@ def test_vmap_equals_the_per_task_loop_in_float64(float64, algorithm, rule):
     params = tiny_params()
     tasks = [tiny_task(seed=s) for s in range(3)]
     step_rule = make_rule(rule, RULES)
-    loop = [get_algorithm(algorithm, {}).task_result(params, {}, step_rule, t, 3, training=True) for t in tasks]
-    batched = batched_task_results(get_algorithm(algorithm, {}), params, {}, step_rule, tasks, 3, training=True)
+    loop = [get_algorithm(algorithm, {}, CONV4).task_result(params, {}, step_rule, t, 3, training=True) for t in tasks]
+    batched = batched_task_results(get_algorithm(algorithm, {}, CONV4), params, {}, step_rule, tasks, 3, training=True)
     torch.testing.assert_close(batched.query_loss, torch.stack([r.query_loss for r in loop]), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(batched.rates, torch.stack([r.rates for r in loop]), rtol=1e-12, atol=1e-12)
     expected = meta_grads(torch.stack([r.query_loss for r in loop]).mean(), params)
     got = meta_grads(batched.query_loss.mean(), params)
     for key in params:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-9, atol=1e-12, msg=key)
-    for block in range(conv4.BLOCKS):  # BN cancels the conv bias: its exact meta-gradient is 0
+    for block in range(BLOCKS):  # BN cancels the conv bias: its exact meta-gradient is 0
         assert got[f"conv{block}.bias"].abs().max() < 1e-12
 
 
 def affine_bn_forward(params, x):
     """The tempting Conv-4: BatchNorm's affine part passed to F.batch_norm (wrong under vmap)."""
-    for block in range(conv4.BLOCKS):
+    for block in range(BLOCKS):
         x = F.conv2d(x, params[f"conv{block}.weight"], params[f"conv{block}.bias"], padding=1)
         x = F.batch_norm(x, None, None, params[f"bn{block}.weight"], params[f"bn{block}.bias"], training=True)
         x = F.max_pool2d(F.relu(x), 2)
-    return conv4.head(params, x.flatten(1))
+    return CONV4.head(params, x.flatten(1))
 
 
 def test_the_conv_bias_check_catches_affine_batch_norm_under_vmap(float64):

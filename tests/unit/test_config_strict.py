@@ -11,6 +11,7 @@ from metalr import cli, stages
 from metalr import config as config_mod
 from metalr.algorithms import ALGORITHMS, get_algorithm
 from metalr.config import ConfigError
+from metalr.models import get_backbone
 from metalr.steprules import make_rule
 from tests.unit.helpers import tiny_params, tiny_task
 from tests.unit.synthetic import RUN_ID, write_config
@@ -130,7 +131,7 @@ def test_the_differentiates_inner_loop_flag_is_what_grad_through_lr_changes(floa
     for through in (False, True):
         params = tiny_params()
         rule = make_rule("mlplr", {"mlplr": {"grad_through_lr": through, "lr_max": 3.0, "lr_min": 0.1}})
-        result = get_algorithm(name, {}).task_result(params, {}, rule, task, 2, training=True)
+        result = get_algorithm(name, {}, get_backbone("conv4")).task_result(params, {}, rule, task, 2, training=True)
         grads.append(torch.autograd.grad(result.meta_objective, list(params.values()), allow_unused=True))
     same = all((a is None and b is None) or torch.equal(a, b) for a, b in zip(*grads))
     assert same != ALGORITHMS[name].flag("differentiates_inner_loop")

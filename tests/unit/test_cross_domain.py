@@ -16,6 +16,7 @@ from metalr.config import ConfigError, Run
 from metalr.data.arrays import load_split, write_dataset
 from metalr.data.episodes import Episode, episode_tensors, make_task_list, unseen_by_record
 from metalr.evaluate.evaluate import evaluate
+from metalr.models import get_backbone
 from metalr.steprules import make_rule
 from metalr.train.loop import train
 from tests.unit.synthetic import write_blobs, write_config
@@ -43,11 +44,13 @@ def copy_as(source: Path, dest: Path, dataset: str, transform=lambda images: ima
     return dest
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture(scope="module", params=["conv4", "resnet12"])
+def trained(tmp_path_factory, request):
+    """A model trained on the synthetic glyphs with each backbone (model.name)."""
     root = tmp_path_factory.mktemp("cross")
     data = write_blobs(root / "glyphs")
     cfg = tiny_config()
+    cfg["model"]["name"] = request.param
     train(cfg, RUN, data, root / "model", root / "ckpt", progress=False)
     return root, data, cfg
 
@@ -61,6 +64,13 @@ def task_list_for(data_dir: Path, dataset: str, path: Path, trained_on: Path | N
                            source_manifest_sha256=io.sha256_file(data_dir / "manifest.json"), unseen_by=unseen_by)
     io.write_json(path, tasks)
     return path
+
+
+def test_the_model_is_the_configured_backbone(trained):
+    root, _, cfg = trained
+    params = torch.load(root / "model" / "model.pt", weights_only=True)["params"]
+    expected = get_backbone(cfg["model"]["name"]).init(torch.Generator(), 1, 16, 3, cfg["model"]["filters"])
+    assert {k: v.shape for k, v in params.items()} == {k: v.shape for k, v in expected.items()}
 
 
 def test_same_images_under_another_name_score_exactly_like_in_domain(trained, tmp_path):
@@ -86,7 +96,8 @@ def test_larger_test_images_are_resized_to_the_training_resolution(trained, tmp_
 
     # independent check: adapt on images resized by hand, task by task
     model = torch.load(root / "model" / "model.pt", weights_only=True)
-    algorithm, rule = get_algorithm("maml", cfg["algorithms"]), make_rule("mlplr", cfg["rules"])
+    algorithm = get_algorithm("maml", cfg["algorithms"], get_backbone(cfg["model"]["name"]))
+    rule = make_rule("mlplr", cfg["rules"])
     split = load_split(big, "test")
     expected = []
     for episode in io.read_json(tasks)["episodes"]:

@@ -15,7 +15,7 @@ from metalr.config import Run
 from metalr.evaluate.chunked import chunk_for_budget, resolve_chunk, score_tasks
 from metalr.steprules import RULES, make_rule
 from metalr.train.loop import train
-from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.helpers import CONV4, tiny_params, tiny_task
 
 SETTINGS = config_mod.load([config_mod.DEFAULT_CONFIG])["rules"]
 PAIRS = [(a, r) for a in ALGORITHMS for r in RULES if ALGORITHMS[a].flag("trains_rule_meta") or not RULES[r].flag("learned")]
@@ -25,7 +25,7 @@ BATCHABLE = [(a, r) for a, r in PAIRS if ALGORITHMS[a].flag("batches_training")]
 def one_iteration(algorithm: str, rule_name: str, vmap: bool):
     """Meta-gradient of one batch of 3 tasks, then one SGD step, in float64. (Not Adam: it scales the conv
     biases' meta-gradients, exactly 0 in truth and ~1e-17 of rounding here, up to full steps.)"""
-    algo, rule = get_algorithm(algorithm, {}), make_rule(rule_name, SETTINGS)
+    algo, rule = get_algorithm(algorithm, {}, CONV4), make_rule(rule_name, SETTINGS)
     params = tiny_params()
     meta = {k: v.requires_grad_(True) for k, v in
             rule.init_meta({k: params[k] for k in algo.adapted_keys(params)}, 3).items()}
@@ -53,14 +53,14 @@ def test_vmap_training_step_equals_the_loop_in_float64(float64, algorithm, rule)
 def test_the_comparison_sees_a_wrong_batched_gradient(float64):
     """Negative control: a batched step that drops one task differs from the loop."""
     _, loop_grads, _ = one_iteration("maml", "fixed", vmap=False)
-    algo, rule = get_algorithm("maml", {}), make_rule("fixed", SETTINGS)
+    algo, rule = get_algorithm("maml", {}, CONV4), make_rule("fixed", SETTINGS)
     params = tiny_params()
     accumulate_meta_gradient(algo, params, {}, rule, [tiny_task(seed=s) for s in range(2)], 3, vmap=True)
     assert not torch.allclose(params["head.weight"].grad, loop_grads["head.weight"], rtol=1e-6)
 
 
 def test_batching_choice_and_its_fallback():
-    imaml, maml = get_algorithm("imaml", {}), get_algorithm("maml", {})
+    imaml, maml = get_algorithm("imaml", {}, CONV4), get_algorithm("maml", {}, CONV4)
     assert not uses_vmap("auto", "cpu", maml) and uses_vmap("auto", "cuda", maml)
     assert uses_vmap("vmap", "cpu", maml) and not uses_vmap("loop", "cuda", maml)
     notices = []
@@ -100,7 +100,7 @@ def test_train_runs_the_vmap_path_end_to_end(blobs_root, tmp_path):
 @pytest.mark.parametrize("algorithm,rule", [("maml", "mlplr"), ("anil", "hypergradient"), ("imaml", "fixed"),
                                             ("reptile", "metaoptimize"), ("fomaml", "lslr")])
 def test_chunked_evaluation_equals_the_per_task_path_in_float64(float64, algorithm, rule):
-    algo, step_rule = get_algorithm(algorithm, {}), make_rule(rule, SETTINGS)
+    algo, step_rule = get_algorithm(algorithm, {}, CONV4), make_rule(rule, SETTINGS)
     params = {k: v.detach() for k, v in tiny_params().items()}
     meta = step_rule.init_meta({k: params[k] for k in algo.adapted_keys(params)}, 3)
     tasks = [tiny_task(seed=s) for s in range(7)]
@@ -141,7 +141,7 @@ def test_tf32_switches_and_bf16_autocast():
 
 @pytest.mark.parametrize("vmap", [False, True])
 def test_a_bf16_training_step_runs_and_differs_from_float32(vmap):
-    algo, rule = get_algorithm("maml", {}), make_rule("mlplr", SETTINGS)
+    algo, rule = get_algorithm("maml", {}, CONV4), make_rule("mlplr", SETTINGS)
     tasks = [tiny_task(seed=s) for s in range(2)]
     tasks = [type(t)(t.xs.float(), t.ys, t.xq.float(), t.yq) for t in tasks]
     grads = {}

@@ -10,7 +10,7 @@ from metalr import config as config_mod
 from metalr import io
 from metalr.algorithms.imaml import implicit_gradient
 from metalr.analysis import fidelity
-from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.helpers import CONV4, tiny_params, tiny_task
 from tests.unit.synthetic import metalr, write_config
 
 vectors = st.lists(st.floats(-10, 10, allow_nan=False), min_size=3, max_size=3).map(
@@ -34,7 +34,7 @@ def tiny_batch():
 
 def test_framework_maml_is_the_exact_unrolled_gradient(tiny_batch):
     params, tasks = tiny_batch
-    result = fidelity.measure(params, tasks, lr=0.3, lam=1.0, inner_steps=[1, 3], cg_steps=[2])
+    result = fidelity.measure(CONV4, params, tasks, lr=0.3, lam=1.0, inner_steps=[1, 3], cg_steps=[2])
     assert [c["relative_error"] for c in result["maml_vs_independent_unroll"]] == pytest.approx([0, 0], abs=1e-12)
     # Negative control: FOMAML is not exact, so the measure can tell them apart.
     fomaml = [r for r in result["results"] if r["algorithm"] == "fomaml"]
@@ -46,7 +46,7 @@ def test_fomaml_error_vanishes_linearly_with_the_inner_rate(tiny_batch):
     params, tasks = tiny_batch
     errors = []
     for lr in (0.04, 0.004):
-        rows = fidelity.measure(params, tasks, lr=lr, lam=1.0, inner_steps=[2], cg_steps=[1])["results"]
+        rows = fidelity.measure(CONV4, params, tasks, lr=lr, lam=1.0, inner_steps=[2], cg_steps=[1])["results"]
         errors.append(next(r["relative_error"] for r in rows if r["algorithm"] == "fomaml"))
     assert errors[1] < errors[0] / 5 and errors[1] < 0.05
 
@@ -54,7 +54,7 @@ def test_fomaml_error_vanishes_linearly_with_the_inner_rate(tiny_batch):
 def test_after_one_step_imaml_unrolled_reference_is_maml(tiny_batch):
     """At φ = θ the proximal term's gradient λ(φ - θ) is 0 for every θ, so one step is MAML's step."""
     params, tasks = tiny_batch
-    rows = fidelity.measure(params, tasks, lr=0.3, lam=1.0, inner_steps=[1, 2], cg_steps=[3])["results"]
+    rows = fidelity.measure(CONV4, params, tasks, lr=0.3, lam=1.0, inner_steps=[1, 2], cg_steps=[3])["results"]
     imaml = {(r["inner_steps"], r["reference"]): r["relative_error"] for r in rows if r["algorithm"] == "imaml"}
     assert imaml[1, fidelity.EXACT] == pytest.approx(imaml[1, fidelity.PROXIMAL_REFERENCE], rel=1e-9)
     assert imaml[2, fidelity.EXACT] != pytest.approx(imaml[2, fidelity.PROXIMAL_REFERENCE], rel=1e-3)
@@ -88,7 +88,7 @@ def test_imaml_reaches_the_unrolled_gradient_on_a_quadratic_inner_problem():
 def test_measure_refuses_float32():
     params = {k: v.detach().float() for k, v in tiny_params().items()}
     with pytest.raises(ValueError, match="float64"):
-        fidelity.measure(params, [tiny_task()], 0.1, 1.0, [1], [1])
+        fidelity.measure(CONV4, params, [tiny_task()], 0.1, 1.0, [1], [1])
 
 
 def test_imaml_rows_use_the_algorithms_cg_steps(tiny_batch, monkeypatch):
@@ -97,8 +97,19 @@ def test_imaml_rows_use_the_algorithms_cg_steps(tiny_batch, monkeypatch):
     real = fidelity.algorithm_meta_gradient
     monkeypatch.setattr(fidelity, "algorithm_meta_gradient",
                         lambda algorithm, *args: seen.append(getattr(algorithm, "cg_steps", None)) or real(algorithm, *args))
-    fidelity.measure(params, tasks, 0.3, 1.0, [1], [1, 4])
+    fidelity.measure(CONV4, params, tasks, 0.3, 1.0, [1], [1, 4])
     assert seen == [None, None, 1, 4]  # maml, fomaml, then iMAML per CG setting
+
+
+def test_cli_measures_the_configured_backbone(blobs_root, tmp_path):
+    cfg_path = write_config(tmp_path, blobs_root, model={"name": "resnet12", "filters": 2}, analysis={"fidelity": {
+        "dataset": "glyphs", "split": "train", "ways": 3, "shots": 1, "queries": 2, "task_batch": 1,
+        "inner_steps": [1], "cg_steps": [1], "seed": 3}})
+    result = metalr(tmp_path, "fidelity", "--configfile", str(cfg_path), "--out", str(tmp_path / "fidelity.json"))
+    assert result.returncode == 0, result.stderr
+    data = io.read_json(tmp_path / "fidelity.json")
+    assert data["settings"]["backbone"] == "resnet12" and data["settings"]["keys"]["backbone"] == "model.name"
+    assert max(c["relative_error"] for c in data["maml_vs_independent_unroll"]) < 1e-10
 
 
 def test_cli_writes_results_and_the_report_draws_the_figure(blobs_root, tmp_path):

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from metalr.algorithms import get_algorithm
-from metalr.models import conv4
+from metalr.models.conv4 import BLOCKS
 from metalr.steprules import make_rule
-from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.helpers import CONV4, tiny_params, tiny_task
 
 LR = 0.3
 RULES = {"fixed": {"lr": LR}, "mlplr": {"lr_max": 2.0, "lr_min": 0.05, "grad_through_lr": False,
@@ -16,7 +16,8 @@ RULES = {"fixed": {"lr": LR}, "mlplr": {"lr_max": 2.0, "lr_min": 0.05, "grad_thr
 
 
 def meta_loss(algorithm: str, params, task, steps: int, rule: str = "fixed") -> torch.Tensor:
-    return get_algorithm(algorithm, {}).task_result(params, {}, make_rule(rule, RULES), task, steps, training=True).query_loss
+    rule = make_rule(rule, RULES)
+    return get_algorithm(algorithm, {}, CONV4).task_result(params, {}, rule, task, steps, training=True).query_loss
 
 
 def meta_grad(algorithm: str, params, task, steps: int, rule: str = "fixed") -> dict[str, torch.Tensor]:
@@ -26,13 +27,13 @@ def meta_grad(algorithm: str, params, task, steps: int, rule: str = "fixed") -> 
 
 def reference_maml_grad(params, task, steps: int, first_order: bool, head_only: bool = False):
     """The clone/adapt pattern of learn2learn, written with torch.autograd.grad (no torch.func)."""
-    keys = conv4.head_keys(params) if head_only else list(params)
+    keys = CONV4.head_keys(params) if head_only else list(params)
     fast = dict(params)
     for _ in range(steps):
-        loss = F.cross_entropy(conv4.forward(fast, task.xs), task.ys)
+        loss = F.cross_entropy(CONV4.forward(fast, task.xs), task.ys)
         grads = torch.autograd.grad(loss, [fast[k] for k in keys], create_graph=not first_order)
         fast = {**fast, **{k: fast[k] - LR * g for k, g in zip(keys, grads)}}
-    query = F.cross_entropy(conv4.forward(fast, task.xq), task.yq)
+    query = F.cross_entropy(CONV4.forward(fast, task.xq), task.yq)
     return dict(zip(params, torch.autograd.grad(query, list(params.values()), allow_unused=True)))
 
 
@@ -78,10 +79,10 @@ def test_fomaml_gradient_is_query_gradient_at_adapted_params(float64):
     params, task = tiny_params(), tiny_task()
     fast = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     for _ in range(2):
-        loss = F.cross_entropy(conv4.forward(fast, task.xs), task.ys)
+        loss = F.cross_entropy(CONV4.forward(fast, task.xs), task.ys)
         grads = torch.autograd.grad(loss, list(fast.values()))
         fast = {k: (v - LR * g).detach().requires_grad_(True) for (k, v), g in zip(fast.items(), grads)}
-    query = F.cross_entropy(conv4.forward(fast, task.xq), task.yq)
+    query = F.cross_entropy(CONV4.forward(fast, task.xq), task.yq)
     expected = dict(zip(fast, torch.autograd.grad(query, list(fast.values()))))
     ours = meta_grad("fomaml", params, task, 2)
     for key in params:
@@ -93,7 +94,7 @@ def test_conv_bias_meta_gradients_vanish_under_batch_norm(float64, algorithm):
     """BN with batch statistics cancels a constant conv bias, so its exact meta-gradient is 0."""
     params, task = tiny_params(), tiny_task()
     grads = meta_grad(algorithm, params, task, 3, rule="mlplr")
-    for block in range(conv4.BLOCKS):
+    for block in range(BLOCKS):
         assert grads[f"conv{block}.bias"].abs().max() < 1e-12
     assert grads["head.weight"].abs().max() > 1e-6
 
@@ -102,9 +103,9 @@ def test_inner_loop_changes_only_the_adapted_keys(float64):
     from metalr.algorithms.inner import adapt
 
     params, task = tiny_params(), tiny_task()
-    head = conv4.head_keys(params)
-    adapted, rates = adapt(conv4.forward, params, head, task.xs, task.ys, make_rule("fixed", RULES), {}, 3, False)
-    for key in conv4.feature_keys(params):
+    head = CONV4.head_keys(params)
+    adapted, rates = adapt(CONV4.forward, params, head, task.xs, task.ys, make_rule("fixed", RULES), {}, 3, False)
+    for key in CONV4.feature_keys(params):
         assert adapted[key] is params[key]
     for key in head:
         assert not torch.equal(adapted[key], params[key])
@@ -116,6 +117,7 @@ def test_adaptation_lowers_support_loss(float64, algorithm):
     params, task = tiny_params(), tiny_task()
     rule = make_rule("fixed", RULES)
     support_as_query = type(task)(task.xs, task.ys, task.xs, task.ys)
-    before = F.cross_entropy(conv4.forward(params, task.xs), task.ys)
-    after = get_algorithm(algorithm, {}).task_result(params, {}, rule, support_as_query, 5, training=False).query_loss
+    before = F.cross_entropy(CONV4.forward(params, task.xs), task.ys)
+    after = get_algorithm(algorithm, {}, CONV4).task_result(params, {}, rule, support_as_query, 5,
+                                                             training=False).query_loss
     assert after < before

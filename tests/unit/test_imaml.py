@@ -9,10 +9,9 @@ from metalr.algorithms import get_algorithm
 from metalr.algorithms.imaml import implicit_gradient
 from metalr.algorithms.inner import adapt
 from metalr.config import Run
-from metalr.models import conv4
 from metalr.steprules import make_rule
 from metalr.train.loop import init_model, train
-from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.helpers import CONV4, tiny_params, tiny_task
 from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
 
 
@@ -39,10 +38,10 @@ def test_implicit_gradient_is_exact_on_a_convex_quadratic_inner_problem(float64,
 def test_proximal_inner_loop_descends_the_regularised_loss(float64):
     params, task, lam, lr = tiny_params(), tiny_task(), 0.7, 0.3
     rule = make_rule("fixed", {"fixed": {"lr": lr}})
-    ours, _ = adapt(conv4.forward, params, list(params), task.xs, task.ys, rule, {}, 3, first_order=True, proximal=lam)
+    ours, _ = adapt(CONV4.forward, params, list(params), task.xs, task.ys, rule, {}, 3, first_order=True, proximal=lam)
     fast = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     for _ in range(3):
-        loss = F.cross_entropy(conv4.forward(fast, task.xs), task.ys)
+        loss = F.cross_entropy(CONV4.forward(fast, task.xs), task.ys)
         loss = loss + lam / 2 * sum(((fast[k] - params[k].detach()) ** 2).sum() for k in fast)
         grads = torch.autograd.grad(loss, list(fast.values()))
         fast = {k: (v - lr * g).detach().requires_grad_(True) for (k, v), g in zip(fast.items(), grads)}
@@ -52,16 +51,16 @@ def test_proximal_inner_loop_descends_the_regularised_loss(float64):
 
 def test_imaml_meta_gradient_is_the_implicit_gradient_at_the_adapted_parameters(float64):
     params, task = tiny_params(), tiny_task()
-    imaml = get_algorithm("imaml", {"imaml": {"lam": 1.0, "cg_steps": 3}})
+    imaml = get_algorithm("imaml", {"imaml": {"lam": 1.0, "cg_steps": 3}}, CONV4)
     assert (imaml.lam, imaml.cg_steps) == (1.0, 3)
     rule = make_rule("fixed", {"fixed": {"lr": 0.3}})
     result = imaml.task_result(params, {}, rule, task, 2, training=True)
     ours = dict(zip(params, torch.autograd.grad(result.meta_objective, list(params.values()))))
-    solution, _ = adapt(conv4.forward, params, list(params), task.xs, task.ys, rule, {}, 2, True, proximal=1.0)
+    solution, _ = adapt(CONV4.forward, params, list(params), task.xs, task.ys, rule, {}, 2, True, proximal=1.0)
     solution = {k: v.detach().requires_grad_(True) for k, v in solution.items()}
-    query = F.cross_entropy(conv4.forward(solution, task.xq), task.yq)
+    query = F.cross_entropy(CONV4.forward(solution, task.xq), task.yq)
     query_grad = dict(zip(solution, torch.autograd.grad(query, list(solution.values()))))
-    expected = implicit_gradient(lambda p: F.cross_entropy(conv4.forward(p, task.xs), task.ys), solution, query_grad,
+    expected = implicit_gradient(lambda p: F.cross_entropy(CONV4.forward(p, task.xs), task.ys), solution, query_grad,
                                  1.0, 3)
     for key in params:
         torch.testing.assert_close(ours[key], expected[key], rtol=1e-10, atol=1e-12)

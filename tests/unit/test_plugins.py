@@ -1,4 +1,4 @@
-"""Plug-in registries: each rule and algorithm is one module plus one registry line, wired everywhere from it."""
+"""Plug-in registries: each rule, algorithm and backbone is one module plus one registry line, wired everywhere."""
 from __future__ import annotations
 
 import importlib
@@ -8,9 +8,13 @@ import textwrap
 
 import pytest
 
+import torch
+
+from metalr import cli
 from metalr import config as config_mod
 from metalr import provenance
 from metalr.algorithms import ALGORITHMS, get_algorithm
+from metalr.models import BACKBONES, get_backbone, widths
 from metalr.plugins import PluginError, Registry, read_spec
 from metalr.report import aggregate, choices
 from metalr.steprules import RULES, make_rule
@@ -18,7 +22,7 @@ from metalr.steprules import RULES, make_rule
 REGISTRIES = {"rules": RULES, "algorithms": ALGORITHMS}
 
 
-@pytest.mark.parametrize("registry", [RULES, ALGORITHMS], ids=["rules", "algorithms"])
+@pytest.mark.parametrize("registry", [RULES, ALGORITHMS, BACKBONES], ids=["rules", "algorithms", "backbones"])
 def test_the_spec_read_without_importing_equals_the_modules_own(registry):
     for plugin in registry.values():
         assert read_spec(plugin.module) == importlib.import_module(plugin.module).SPEC, plugin.module
@@ -44,7 +48,7 @@ def test_every_rule_is_wired_everywhere_from_its_spec():
 def test_every_algorithm_is_wired_everywhere_from_its_spec():
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG])
     for name, plugin in ALGORITHMS.items():
-        algorithm = get_algorithm(name, cfg["algorithms"])
+        algorithm = get_algorithm(name, cfg["algorithms"], get_backbone(cfg["model"]["name"]))
         assert algorithm.name == name and aggregate.algorithm_label(name) == plugin.label
         assert algorithm.trains_rule_meta == plugin.flag("trains_rule_meta")
         assert algorithm.batches_training == plugin.flag("batches_training")
@@ -55,6 +59,41 @@ def test_every_algorithm_is_wired_everywhere_from_its_spec():
 def ledger_of(files):
     cfg = config_mod.load(files)
     return {c.key: c for c in choices.ledger(cfg, provenance.sources(files, cfg))}
+
+
+def test_every_backbone_is_wired_everywhere_from_its_spec():
+    """Selectable in every config key that names one (training, evaluation and fidelity through model.name, cost,
+    scaling) and in `metalr bench`; its SPEC's widths are the ones it builds."""
+    base = config_mod.read_yaml(config_mod.DEFAULT_CONFIG)
+    parser = cli.build_parser()
+    for name, plugin in BACKBONES.items():
+        assert parser.parse_args(["bench", "--backbones", name]).backbones == [name]
+        layer = {"model": {"name": name}, "analysis": {"cost": {"backbone": name}, "scaling": {"backbone": name}}}
+        cfg = config_mod.resolve(config_mod.merge(base, layer))
+        assert [cfg["model"]["name"], cfg["analysis"]["cost"]["backbone"], cfg["analysis"]["scaling"]["backbone"]] \
+            == [name] * 3
+        params = get_backbone(name).init(torch.Generator(), 3, 16, 5, 8)
+        built = [v.shape[0] for k, v in params.items() if v.dim() == 4]  # convolution weights: [out, in, kh, kw]
+        assert sorted(set(built)) == sorted(set(widths(name, 8))) and plugin.label
+
+
+def test_bench_refuses_an_unknown_backbone(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["bench", "--backbones", "resnet18"])
+    assert "invalid choice: 'resnet18'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["model.name", "analysis.cost.backbone", "analysis.scaling.backbone"])
+def test_an_unknown_backbone_is_refused_with_the_valid_ones(key):
+    layer: dict = {}
+    node = layer
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = "resnet18"
+    with pytest.raises(config_mod.ConfigError, match=rf"{key}: 'resnet18' is not allowed; allowed values: "
+                                                     rf"\['conv4', 'resnet12'\]"):
+        config_mod.resolve(config_mod.merge(config_mod.read_yaml(config_mod.DEFAULT_CONFIG), layer))
 
 
 def test_ledger_takes_a_plugin_default_source_from_its_spec(tmp_path):

@@ -9,11 +9,10 @@ from metalr import io
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.inner import adapt
 from metalr.config import Run
-from metalr.models import conv4
 from metalr.steprules import RULES, make_rule
 from metalr.train import loop
 from metalr.train.rates import RATES_FILE, RecordingRule, task_rates
-from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.helpers import CONV4, tiny_params, tiny_task
 from tests.unit.test_steprules import init_meta, rules_config
 from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
 
@@ -30,9 +29,9 @@ def test_recording_changes_nothing_and_layer_rates_average_to_the_logged_rate(na
     params, task = tiny_params(), tiny_task()
     rule = make_rule(name, rules_config(metaoptimize={"meta_lr": 0.5}, hypergradient={"beta": 0.05}))
     meta = perturbed_meta(rule, params)
-    plain, logged = adapt(conv4.forward, params, list(params), task.xs, task.ys, rule, meta, STEPS, True)
+    plain, logged = adapt(CONV4.forward, params, list(params), task.xs, task.ys, rule, meta, STEPS, True)
     recorder = RecordingRule(rule)
-    recorded, logged_too = adapt(conv4.forward, params, list(params), task.xs, task.ys, recorder, meta, STEPS, True)
+    recorded, logged_too = adapt(CONV4.forward, params, list(params), task.xs, task.ys, recorder, meta, STEPS, True)
     assert all(torch.equal(plain[k], recorded[k]) for k in params) and torch.equal(logged, logged_too)
     assert len(recorder.steps) == STEPS and list(recorder.steps[0]) == list(params)
     sizes = {k: v.numel() for k, v in params.items()}
@@ -45,18 +44,18 @@ def test_per_layer_rules_record_their_own_tensors():
     params, task = tiny_params(), tiny_task()
     lslr = make_rule("lslr", rules_config())
     meta = perturbed_meta(lslr, params)
-    keys, rates = task_rates(get_algorithm("maml", {}), params, meta, lslr, [task, tiny_task(seed=4)], STEPS)
+    keys, rates = task_rates(get_algorithm("maml", {}, CONV4), params, meta, lslr, [task, tiny_task(seed=4)], STEPS)
     assert keys == list(params)
     for k, per_step in zip(keys, rates):
         assert per_step == pytest.approx(meta["lr." + k].tolist(), rel=1e-12)
     metasgd = make_rule("meta-sgd", rules_config())
     meta = perturbed_meta(metasgd, params)
-    keys, rates = task_rates(get_algorithm("anil", {}), params, meta, metasgd, [task], STEPS)
-    assert keys == conv4.head_keys(params)  # ANIL adapts only the head
+    keys, rates = task_rates(get_algorithm("anil", {}, CONV4), params, meta, metasgd, [task], STEPS)
+    assert keys == CONV4.head_keys(params)  # ANIL adapts only the head
     assert rates[0] == pytest.approx([float(meta["lr." + keys[0]].mean())] * STEPS, rel=1e-12)
     # Blockwise MetaOptimize gives the layers different rates after the first step.
     rule = make_rule("metaoptimize", rules_config(metaoptimize={"meta_lr": 0.5}))
-    _, rates = task_rates(get_algorithm("maml", {}), params, {}, rule, [task], STEPS)
+    _, rates = task_rates(get_algorithm("maml", {}, CONV4), params, {}, rule, [task], STEPS)
     assert len({round(r[0], 12) for r in rates}) == 1 and len({round(r[-1], 12) for r in rates}) > 1
 
 

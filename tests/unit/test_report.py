@@ -424,14 +424,19 @@ def test_compile_appendix(built, tmp_path):
     assert not [p for p in (REPO / "paper").iterdir() if p.suffix in aux]
 
 
-def test_compile_appendix_without_latex(monkeypatch, tmp_path):
+@pytest.mark.parametrize("installed, named", [
+    ({"pdflatex"}, "'latexmk' not found"),  # TeX without latexmk
+    (set(), "'latexmk', 'pdflatex' not found"),
+])
+def test_compile_appendix_without_latex(monkeypatch, tmp_path, installed, named):
     real_which = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == "latexmk" else real_which(cmd, *a, **k))
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: (
+        f"/usr/bin/{cmd}" if cmd in installed else None if cmd in pdf.REQUIRED else real_which(cmd, *a, **k)))
     assert not pdf.latex_available()
     with pytest.raises(pdf.LatexNotInstalled) as err:
         pdf.compile_appendix(REPO / "paper" / "appendix.tex", tmp_path, tmp_path / "appendix.pdf")
     msg = str(err.value)
-    assert "'latexmk' not found" in msg
+    assert named + " on PATH" in msg
     assert "apt-get install latexmk texlive-latex-recommended texlive-fonts-recommended" in msg
     assert not (tmp_path / "appendix.pdf").exists()
 

@@ -40,6 +40,14 @@ def test_memory_grows_with_inner_steps_for_maml_but_not_for_imaml(tmp_path):
     assert written[0].read_bytes().startswith(b"%PDF")
 
 
+def test_the_study_runs_on_the_configured_backbone(tmp_path):
+    cfg = tiny_config()
+    cfg["analysis"]["scaling"].update(backbone="resnet12", algorithms=["anil"], inner_steps=[1], task_batch=[1])
+    report = scaling.run(cfg, "cpu", tmp_path / "scaling.json", progress=lambda line: None)
+    assert {r["case"]["backbone"] for r in report["results"]} == {"resnet12"}
+    assert all(r["peak_memory_mib"] > 0 for r in report["results"])
+
+
 def test_macros_of_algorithms_left_out_of_the_study_read_not_available():
     report = {"device": {"device": "cpu"}, "summary": {"maml": {
         "inner_steps_low": 1, "inner_steps_high": 4, "time_ratio": 3.0, "memory_ratio": 2.5}}}

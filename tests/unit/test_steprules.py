@@ -15,12 +15,11 @@ from metalr.config import Run
 from metalr.data.arrays import load_split
 from metalr.data.episodes import make_task_list
 from metalr.evaluate.evaluate import evaluate
-from metalr.models import conv4
 from metalr.steprules import make_rule
 from metalr.steprules.base import SupportState, inner_update
 from metalr.train import checkpoint
 from metalr.train.loop import train
-from tests.unit.helpers import tiny_params, tiny_task
+from tests.unit.helpers import CONV4, tiny_params, tiny_task
 from tests.unit.test_train import data_dir, tiny_config  # noqa: F401  (data_dir is a fixture)
 
 LR = 0.3
@@ -45,15 +44,15 @@ def rules_config(**overrides) -> dict:
 
 
 def adapted(algorithm: str, params, meta, rule, task, steps: int = STEPS):
-    alg = get_algorithm(algorithm, {})
+    alg = get_algorithm(algorithm, {}, CONV4)
     keys = alg.adapted_keys(params)
-    fast, rates = adapt(conv4.forward, params, keys, task.xs, task.ys, rule, meta, steps, first_order=False)
+    fast, rates = adapt(CONV4.forward, params, keys, task.xs, task.ys, rule, meta, steps, first_order=False)
     query = alg.task_result(params, meta, rule, task, steps, training=True).query_loss
     return fast, rates, query
 
 
 def init_meta(rule, algorithm: str, params, steps: int = STEPS):
-    keys = get_algorithm(algorithm, {}).adapted_keys(params)
+    keys = get_algorithm(algorithm, {}, CONV4).adapted_keys(params)
     return rule.init_meta({k: params[k] for k in keys}, steps)
 
 
@@ -66,16 +65,16 @@ def test_meta_gradient_wrt_the_rules_own_parameters_matches_finite_differences(f
     # Away from the symmetric starting point, so every entry matters.
     meta = {k: (v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype)).requires_grad_(True)
             for k, v in init_meta(rule, algorithm, params).items()}
-    loss = get_algorithm(algorithm, {}).task_result(params, meta, rule, task, STEPS, training=True).query_loss
+    loss = get_algorithm(algorithm, {}, CONV4).task_result(params, meta, rule, task, STEPS, training=True).query_loss
     grads = dict(zip(meta, torch.autograd.grad(loss, list(meta.values()))))
     assert sum(g.norm() for g in grads.values()) > 1e-6
     eps = 1e-6
     for _ in range(2):
         direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in meta.items()}
         with torch.no_grad():
-            losses = [get_algorithm(algorithm, {}).task_result(params, {k: v + sign * eps * direction[k] for k, v in meta.items()},
-                                                        rule, task, STEPS, training=True).query_loss
-                      for sign in (1, -1)]
+            shifted = [{k: v + sign * eps * direction[k] for k, v in meta.items()} for sign in (1, -1)]
+            alg = get_algorithm(algorithm, {}, CONV4)
+            losses = [alg.task_result(params, m, rule, task, STEPS, training=True).query_loss for m in shifted]
         numeric = (losses[0] - losses[1]) / (2 * eps)
         analytic = sum((grads[k] * direction[k]).sum() for k in meta)
         assert torch.isclose(analytic, numeric, rtol=1e-5, atol=1e-9), (analytic, numeric)
@@ -86,7 +85,7 @@ def test_online_rules_second_order_meta_gradient_matches_finite_differences(floa
     """Their rates depend on the inner gradients, so MAML's meta-gradient also flows through the rates."""
     params, task = tiny_params(), tiny_task()
     rule = make_rule(name, rules_config(hypergradient={"beta": 0.05}, metaoptimize={"meta_lr": 0.5}))
-    maml = get_algorithm("maml", {})
+    maml = get_algorithm("maml", {}, CONV4)
     loss = maml.task_result(params, {}, rule, task, 3, training=True).query_loss
     grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
     gen, eps = torch.Generator().manual_seed(5), 1e-6
@@ -118,7 +117,7 @@ def test_meta_sgd_rates_have_the_shapes_of_the_adapted_parameters():
     params = tiny_params()
     rule = make_rule("meta-sgd", rules_config())
     anil = init_meta(rule, "anil", params)
-    assert {k: v.shape for k, v in anil.items()} == {f"lr.{k}": params[k].shape for k in conv4.head_keys(params)}
+    assert {k: v.shape for k, v in anil.items()} == {f"lr.{k}": params[k].shape for k in CONV4.head_keys(params)}
     assert len(init_meta(rule, "maml", params)) == len(params)
 
 
@@ -161,7 +160,7 @@ def test_hypergradient_moves_the_rate_by_beta_times_the_gradient_alignment(float
     # Reference: SGD-HD written out with autograd, independently of the rule's state handling.
     fast, rate, previous, expected = dict(params), LR, None, []
     for _ in range(3):
-        loss = torch.nn.functional.cross_entropy(conv4.forward(fast, task.xs), task.ys)
+        loss = torch.nn.functional.cross_entropy(CONV4.forward(fast, task.xs), task.ys)
         grads = dict(zip(fast, torch.autograd.grad(loss, list(fast.values()))))
         if previous is not None:
             rate = rate + beta * sum((grads[k] * previous[k]).sum() for k in grads)

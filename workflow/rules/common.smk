@@ -62,9 +62,12 @@ if config["report"]["latex"] == "auto" and not WANT_PDF:
         "texlive-fonts-recommended",
         file=sys.stderr,
     )
-# Jobs that time code reserve every core, so no other job runs beside them and skews their figures.
+# Jobs that time code run alone, so no other job skews their figures: run locally (or inside a cluster
+# job, where Snakemake runs over the job's allocation) they reserve every core. A cluster executor's
+# submitting process has no machine to fill (workflow.cores is unset, or a cap on the whole run), so
+# it asks one CPU and the profile gives these jobs a node of their own (workflow/profiles/slurm).
 # A callable: workflow.cores exists only when --cores is given, which --unlock and some dry runs lack.
-TIMING_THREADS = lambda wildcards: workflow.cores  # noqa: E731
+TIMING_THREADS = lambda wildcards: workflow.cores if workflow.local_exec or workflow.remote_exec else 1  # noqa: E731
 
 wildcard_constraints:
     dataset="[^/]+",

@@ -8,9 +8,12 @@ package does not import torch.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from metalr.plugins import Registry
+
+if TYPE_CHECKING:
+    from metalr.models.base import Backbone
 
 ALGORITHMS = Registry("algorithm", {
     "maml": "metalr.algorithms.maml:MAML",
@@ -21,9 +24,11 @@ ALGORITHMS = Registry("algorithm", {
 }, required_flags=("trains_rule_meta", "batches_training", "differentiates_inner_loop"))
 
 
-def get_algorithm(name: str, settings: Mapping[str, Any]):
-    """The registered algorithm with ``settings[name]`` (the config's ``algorithms`` block) over its defaults.
+def get_algorithm(name: str, settings: Mapping[str, Any], backbone: "Backbone"):
+    """The registered algorithm adapting ``backbone`` (a ``metalr.models.base.Backbone``, e.g.
+    ``metalr.models.get_backbone(cfg["model"]["name"])``), with ``settings[name]`` (the config's
+    ``algorithms`` block) over its defaults.
 
     Raises KeyError for an unknown algorithm (naming the valid ones)."""
     plugin = ALGORITHMS[name]
-    return plugin.load()(**{**plugin.defaults(), **settings.get(name, {})})
+    return plugin.load()(backbone=backbone, **{**plugin.defaults(), **settings.get(name, {})})

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
-from metalr.models import conv4
+from metalr.models.base import Backbone
 from metalr.steprules.base import Params, StepRule
 
 
@@ -24,19 +24,21 @@ SPEC = {
 
 @dataclass(frozen=True)
 class ANIL:
+    backbone: Backbone
     name: str = "anil"
     first_order: bool = False
     trains_rule_meta: ClassVar[bool] = SPEC["trains_rule_meta"]
     batches_training: ClassVar[bool] = SPEC["batches_training"]
 
     def adapted_keys(self, params: Params) -> list[str]:
-        return conv4.head_keys(params)
+        return self.backbone.head_keys(params)
 
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
         head = {k: params[k] for k in self.adapted_keys(params)}
-        support_features = conv4.features(params, task.xs)
-        query_features = conv4.features(params, task.xq)
+        support_features = self.backbone.features(params, task.xs)
+        query_features = self.backbone.features(params, task.xq)
         first_order = self.first_order or not training
-        adapted, rates = adapt(conv4.head, head, list(head), support_features, task.ys, rule, meta, steps, first_order)
-        return score(conv4.head(adapted, query_features), task.yq, rates)
+        adapted, rates = adapt(self.backbone.head, head, list(head), support_features, task.ys, rule, meta, steps,
+                               first_order)
+        return score(self.backbone.head(adapted, query_features), task.yq, rates)

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import torch
 
+from metalr.models.base import Backbone
 from metalr.steprules.base import Params, StepRule
 
 
@@ -32,6 +33,8 @@ class TaskResult:
 
 class Algorithm(Protocol):
     name: str
+    # The network the algorithm adapts (``model.name``); the batched path swaps in its vmap-safe form.
+    backbone: Backbone
     # Whether the meta-gradient reaches the rule's learned rates (``meta``); rules that learn them need it.
     trains_rule_meta: bool
     # Whether the training step runs under torch.func.vmap (``compute.batching``; algorithms/meta_batch.py).

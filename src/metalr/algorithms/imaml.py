@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
-from metalr.models import conv4
+from metalr.models.base import Backbone
 from metalr.steprules.base import Params, StepRule
 
 
@@ -71,6 +71,7 @@ def implicit_gradient(support_loss: Callable[[Params], torch.Tensor], solution: 
 
 @dataclass(frozen=True)
 class IMAML:
+    backbone: Backbone
     lam: float  # algorithms.imaml.lam (SPEC)
     cg_steps: int  # algorithms.imaml.cg_steps (SPEC)
     name: str = "imaml"
@@ -84,18 +85,19 @@ class IMAML:
 
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
-        adapted, rates = adapt(conv4.forward, params, self.adapted_keys(params), task.xs, task.ys, rule, meta, steps,
+        forward = self.backbone.forward
+        adapted, rates = adapt(forward, params, self.adapted_keys(params), task.xs, task.ys, rule, meta, steps,
                                first_order=True, proximal=self.lam)
         solution = {k: v.detach() for k, v in adapted.items()}
         if not training:
             with torch.no_grad():
-                return score(conv4.forward(solution, task.xq), task.yq, rates)
+                return score(forward(solution, task.xq), task.yq, rates)
         with torch.enable_grad():
             phi = {k: v.clone().requires_grad_(True) for k, v in solution.items()}
-            logits = conv4.forward(phi, task.xq)
+            logits = forward(phi, task.xq)
             query = F.cross_entropy(logits, task.yq)
             query_grad = dict(zip(phi, torch.autograd.grad(query, list(phi.values()))))
-        direction = implicit_gradient(lambda p: F.cross_entropy(conv4.forward(p, task.xs), task.ys), solution,
+        direction = implicit_gradient(lambda p: F.cross_entropy(forward(p, task.xs), task.ys), solution,
                                       query_grad, self.lam, self.cg_steps)
         surrogate = sum((params[k] * direction[k]).sum() for k in params)
         return score(logits.detach(), task.yq, rates, meta_objective=surrogate)

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
-from metalr.models import conv4
+from metalr.models.base import Backbone
 from metalr.steprules.base import Params, StepRule
 
 
@@ -19,6 +19,7 @@ SPEC = {
 
 @dataclass(frozen=True)
 class MAML:
+    backbone: Backbone
     name: str = "maml"
     first_order: bool = False
     trains_rule_meta: ClassVar[bool] = SPEC["trains_rule_meta"]
@@ -31,5 +32,7 @@ class MAML:
                     training: bool) -> TaskResult:
         # Outside training no meta-gradient is taken, so building the second-order graph is waste.
         first_order = self.first_order or not training
-        adapted, rates = adapt(conv4.forward, params, self.adapted_keys(params), task.xs, task.ys, rule, meta, steps, first_order)
-        return score(conv4.forward(adapted, task.xq), task.yq, rates)
+        forward = self.backbone.forward
+        adapted, rates = adapt(forward, params, self.adapted_keys(params), task.xs, task.ys, rule, meta, steps,
+                               first_order)
+        return score(forward(adapted, task.xq), task.yq, rates)

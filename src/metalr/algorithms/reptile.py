@@ -18,7 +18,7 @@ import torch
 
 from metalr.algorithms.base import Task, TaskResult, score
 from metalr.algorithms.inner import adapt
-from metalr.models import conv4
+from metalr.models.base import Backbone
 from metalr.steprules.base import Params, StepRule
 
 
@@ -31,6 +31,7 @@ SPEC = {
 
 @dataclass(frozen=True)
 class Reptile:
+    backbone: Backbone
     name: str = "reptile"
     trains_rule_meta: ClassVar[bool] = SPEC["trains_rule_meta"]
     batches_training: ClassVar[bool] = SPEC["batches_training"]
@@ -40,10 +41,11 @@ class Reptile:
 
     def task_result(self, params: Params, meta: Params, rule: StepRule, task: Task, steps: int,
                     training: bool) -> TaskResult:
-        adapted, rates = adapt(conv4.forward, params, self.adapted_keys(params), task.xs, task.ys, rule, meta, steps,
+        forward = self.backbone.forward
+        adapted, rates = adapt(forward, params, self.adapted_keys(params), task.xs, task.ys, rule, meta, steps,
                                first_order=True)
         direction = {k: (params[k] - adapted[k]).detach() for k in params}
         surrogate = sum((params[k] * direction[k]).sum() for k in params)
         with torch.no_grad():
-            logits = conv4.forward(adapted, task.xq)
+            logits = forward(adapted, task.xq)
         return score(logits, task.yq, rates, meta_objective=surrogate)

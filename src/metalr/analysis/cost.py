@@ -1,4 +1,5 @@
-"""Cost of every algorithm × rule: the benchmark's meta-iteration time and peak memory (``analysis.cost``).
+"""Cost of every algorithm × rule: the benchmark's meta-iteration time, FLOPs and utilisation, and peak memory
+(``analysis.cost``, on the backbone ``analysis.cost.backbone``).
 
 The cases are ``analysis.cost``'s shapes × shots × algorithms × rules, less the pairs config
 validation refuses (a rule with learned rates and an algorithm whose meta-gradient does not reach
@@ -23,7 +24,7 @@ def valid_pair(algorithm: str, rule: str) -> bool:
 def cases(cfg: Mapping[str, Any]) -> list[bench.Case]:
     c = cfg["analysis"]["cost"]
     return [bench.Case(shape, shots, algorithm, rule, filters=c["filters"], task_batch=c["task_batch"],
-                       queries=c["queries"], inner_steps=cfg["train"]["inner_steps"])
+                       queries=c["queries"], inner_steps=cfg["train"]["inner_steps"], backbone=c["backbone"])
             for shape, shots, algorithm, rule in itertools.product(c["shapes"], c["shots"], c["algorithms"], c["rules"])
             if valid_pair(algorithm, rule)]
 

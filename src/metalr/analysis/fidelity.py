@@ -1,7 +1,8 @@
 """Gradient fidelity: how close FOMAML's and iMAML's meta-gradients come to the exact one.
 
-For one seeded initialisation and one task batch, in float64 (second-order gradients in float32
-drift by percents after a few steps; GUIDE section 4), and for each number of inner steps K:
+For one seeded initialisation of the backbone ``model.name`` and one task batch, in float64
+(second-order gradients in float32 drift by percents after a few steps; GUIDE section 4), and for
+each number of inner steps K:
 
 * the exact meta-gradient: second-order MAML through K steps of the fixed rule (``rules.fixed.lr``);
 * FOMAML's (the same inner loop, inner gradients detached);
@@ -30,7 +31,8 @@ from metalr.algorithms import get_algorithm
 from metalr.algorithms.base import Algorithm, Task
 from metalr.data.arrays import MANIFEST, load_split
 from metalr.data.episodes import episode_tensors, sample_episode
-from metalr.models import conv4
+from metalr.models import get_backbone
+from metalr.models.base import Backbone
 from metalr.steprules import make_rule
 from metalr.steprules.base import Params
 
@@ -76,11 +78,11 @@ def unrolled_gradient(support_loss: Loss, query_loss: Loss, theta: Params, lr: f
     return dict(zip(theta, torch.autograd.grad(query_loss(phi), list(theta.values()))))
 
 
-def unrolled_meta_gradient(params: Params, lr: float, tasks: Sequence[Task], steps: int,
+def unrolled_meta_gradient(backbone: Backbone, params: Params, lr: float, tasks: Sequence[Task], steps: int,
                            lam: float = 0.0) -> torch.Tensor:
-    """``unrolled_gradient`` of Conv-4's cross-entropies, averaged over the tasks, as one vector."""
+    """``unrolled_gradient`` of the backbone's cross-entropies, averaged over the tasks, as one vector."""
     def loss(x: torch.Tensor, y: torch.Tensor) -> Loss:
-        return lambda p: F.cross_entropy(conv4.forward(p, x), y)
+        return lambda p: F.cross_entropy(backbone.forward(p, x), y)
 
     grads = [flat(unrolled_gradient(loss(t.xs, t.ys), loss(t.xq, t.yq), params, lr, steps, lam)) for t in tasks]
     return torch.stack(grads).mean(0)
@@ -92,22 +94,24 @@ def compare(algorithm: str, steps: int, cg_steps: int | None, reference: str, ap
             "cosine": cosine(approx, exact), "relative_error": relative_error(approx, exact)}
 
 
-def measure(params: Params, tasks: Sequence[Task], lr: float, lam: float, inner_steps: Sequence[int],
-            cg_steps: Sequence[int]) -> dict[str, Any]:
-    """Every comparison, for float64 ``params`` and ``tasks``: rows of cosine and relative error."""
+def measure(backbone: Backbone, params: Params, tasks: Sequence[Task], lr: float, lam: float,
+            inner_steps: Sequence[int], cg_steps: Sequence[int]) -> dict[str, Any]:
+    """Every comparison, for ``backbone``'s float64 ``params`` and ``tasks``: rows of cosine and relative error.
+
+    Raises ValueError if ``params`` are not float64."""
     if next(iter(params.values())).dtype != torch.float64:
         raise ValueError("gradient fidelity is measured in float64; got parameters of another dtype")
-    maml, fomaml = get_algorithm("maml", {}), get_algorithm("fomaml", {})
+    maml, fomaml = get_algorithm("maml", {}, backbone), get_algorithm("fomaml", {}, backbone)
     rows, checks = [], []
     for steps in inner_steps:
         exact = algorithm_meta_gradient(maml, params, lr, tasks, steps)
         checks.append({"inner_steps": steps, "relative_error": relative_error(
-            exact, unrolled_meta_gradient(params, lr, tasks, steps))})
+            exact, unrolled_meta_gradient(backbone, params, lr, tasks, steps))})
         rows.append(compare("fomaml", steps, None, EXACT, algorithm_meta_gradient(fomaml, params, lr, tasks, steps),
                             exact))
-        proximal_exact = unrolled_meta_gradient(params, lr, tasks, steps, lam)
+        proximal_exact = unrolled_meta_gradient(backbone, params, lr, tasks, steps, lam)
         for cg in cg_steps:
-            imaml = dataclasses.replace(get_algorithm("imaml", {}), lam=lam, cg_steps=cg)
+            imaml = dataclasses.replace(get_algorithm("imaml", {}, backbone), lam=lam, cg_steps=cg)
             approx = algorithm_meta_gradient(imaml, params, lr, tasks, steps)
             rows.append(compare("imaml", steps, cg, EXACT, approx, exact))
             rows.append(compare("imaml", steps, cg, PROXIMAL_REFERENCE, approx, proximal_exact))
@@ -117,8 +121,10 @@ def measure(params: Params, tasks: Sequence[Task], lr: float, lam: float, inner_
 def fidelity_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The config values the measurement depends on (recorded with the results)."""
     return {"fidelity": dict(cfg["analysis"]["fidelity"]), "inner_lr": cfg["rules"]["fixed"]["lr"],
-            "lam": cfg["algorithms"]["imaml"]["lam"], "filters": cfg["model"]["filters"],
-            "keys": {"inner_lr": "rules.fixed.lr", "lam": "algorithms.imaml.lam", "filters": "model.filters"}}
+            "lam": cfg["algorithms"]["imaml"]["lam"], "backbone": cfg["model"]["name"],
+            "filters": cfg["model"]["filters"],
+            "keys": {"inner_lr": "rules.fixed.lr", "lam": "algorithms.imaml.lam", "backbone": "model.name",
+                     "filters": "model.filters"}}
 
 
 def task_batch(cfg: Mapping[str, Any], data_dir: Path) -> tuple[list[Task], dict[str, Any], list[int]]:
@@ -140,11 +146,13 @@ def run(cfg: Mapping[str, Any], data_dir: Path, out_path: Path) -> dict[str, Any
     """Measure on the configured dataset split and write the JSON results (atomically)."""
     fcfg = cfg["analysis"]["fidelity"]
     tasks, provenance, (channels, size, _) = task_batch(cfg, Path(data_dir))
-    params = conv4.init(seeding.torch_generator(fcfg["seed"], seeding.STREAM_INIT), channels, size, fcfg["ways"],
-                        filters=cfg["model"]["filters"], dtype=torch.float64)
+    backbone = get_backbone(cfg["model"]["name"])
+    params = backbone.init(seeding.torch_generator(fcfg["seed"], seeding.STREAM_INIT), channels, size, fcfg["ways"],
+                           filters=cfg["model"]["filters"], dtype=torch.float64)
     settings = fidelity_settings(cfg)
     result = {"experiment": cfg["experiment"], "settings": settings, "data": provenance,
               "environment": seeding.environment(),
-              **measure(params, tasks, settings["inner_lr"], settings["lam"], fcfg["inner_steps"], fcfg["cg_steps"])}
+              **measure(backbone, params, tasks, settings["inner_lr"], settings["lam"], fcfg["inner_steps"],
+                        fcfg["cg_steps"])}
     io.write_json(out_path, result)
     return result

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import gzip
 import os
-import tarfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
+
+# Python 3.12's tarfile on every 3.11: extraction filters (``filter="data"``) came in 3.11.4, and
+# Debian 12's own Python is 3.11.2.
+from backports import tarfile
 
 from metalr import io
 

@@ -20,6 +20,7 @@ from metalr.data.arrays import MANIFEST, load_split
 from metalr.data.episodes import Episode, episode_tensors, load_task_list
 from metalr.evaluate.chunked import TaskScore, resolve_chunk, score_tasks
 from metalr.evaluate.stats import mean_ci95
+from metalr.models import get_backbone
 from metalr.steprules import make_rule
 from metalr.train.checkpoint import read_torch
 from metalr.train.loop import LOG_FILE
@@ -135,7 +136,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
             f"`metalr tasks --dataset {test_dataset} --ways {run.ways} --shots {run.shots} --unseen-by {run.dataset}`")
     split = load_split(data_dir, task_list["split"])
     resize = resizer(split.images.shape[1:], model["image_shape"], test_dataset, run.dataset)
-    algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
+    algorithm = get_algorithm(run.algorithm, cfg["algorithms"], get_backbone(cfg["model"]["name"]))
     rule = make_rule(run.rule, cfg["rules"])
     params, meta = model["params"], model["meta"]
 

@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 
 from metalr.io import read_json, write_text
+from metalr.models import BACKBONES, widths
 from metalr.stages import ANALYSIS_OUTPUTS, ANALYSIS_TEMPLATES  # noqa: F401 (named in the table of stages)
 
 from . import aggregate as agg
@@ -89,12 +90,19 @@ def cost_model(bench_report: dict[str, Any], experiment: str) -> dict[str, Any]:
             "time": f"{latex.num(timing['median'])} [{latex.num(timing['min'])}--{latex.num(timing['max'])}]",
             "tasks_per_s": latex.num(r["metalr"]["tasks_per_s"]),
             "memory": f"{r['metalr']['peak_memory_mib']:.0f}",
+            "gflop": latex.num(r["metalr"]["flops_per_iteration"] / 1e9),
+            "utilisation": latex.num(r["metalr"]["utilisation"], 2),
             "ratio": _ratio(r, "speedup_metalr_vs_reference"),
             "ratio_same_allocator": _ratio(r, "speedup_metalr_vs_reference_same_allocator"),
         })
     first = results[0]["case"] if results else {}
-    settings = bench_report["settings"]
+    settings, peak = bench_report["settings"], bench_report["matmul_peak"]
+    backbone = first.get("backbone")
     return {"experiment": experiment, "rows": rows, "device": bench_report["device"]["device"],
+            "backbone": BACKBONES[backbone].label if backbone else latex.MISSING,
+            "widths": "--".join(map(str, widths(backbone, first["filters"]))) if backbone else latex.MISSING,
+            "peak_gflop_per_s": latex.num(peak["flop_per_s"] / 1e9), "peak_size": peak["size"],
+            "peak_threads": peak["threads"],
             "filters": first.get("filters", 0), "ways": first.get("ways", 0), "queries": first.get("queries", 0),
             "task_batch": first.get("task_batch", 0), "inner_steps": first.get("inner_steps", 0),
             "repeats": settings["repeats"], "warmup": settings["warmup"], "cpu_allocator": settings["cpu_allocator"],
@@ -167,6 +175,7 @@ def analyses_macros(fidelity: dict[str, Any], cost: dict[str, Any], rate_logs: S
         "FidelityTaskBatch": fcfg["task_batch"], "FidelitySeed": fcfg["seed"],
         "FidelityInnerLr": latex.num(fidelity["settings"]["inner_lr"]), "FidelityLam": latex.num(fidelity["settings"]["lam"]),
         "FidelityFilters": fidelity["settings"]["filters"],
+        "FidelityBackbone": BACKBONES[fidelity["settings"]["backbone"]].label,
         "FidelityStepsMin": steps[0], "FidelityStepsMax": steps[-1], "FidelityCgMax": largest_cg,
         "FidelityFomamlCosFirst": at("fomaml", steps[0], None, "maml", "cosine"),
         "FidelityFomamlCosLast": at("fomaml", steps[-1], None, "maml", "cosine"),

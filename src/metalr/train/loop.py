@@ -18,7 +18,7 @@ from metalr.algorithms.meta_batch import accumulate_meta_gradient, uses_vmap
 from metalr.config import Run
 from metalr.data.arrays import MANIFEST, SplitArrays, load_split, npy_bytes
 from metalr.data.episodes import episode_tensors, sample_episode
-from metalr.models import conv4
+from metalr.models import get_backbone
 from metalr.steprules import make_rule
 from metalr.train import checkpoint
 from metalr.train.outer_step import make_outer_step
@@ -59,10 +59,11 @@ def output_files(out_dir: Path) -> list[Path]:
 
 
 def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Drawn on the CPU (the same numbers whatever the device), then moved."""
+    """The initial parameters of ``model.name``, drawn on the CPU (the same numbers whatever the device), then moved."""
     channels, height, _ = image_shape
-    params = conv4.init(seeding.torch_generator(run.seed, seeding.STREAM_INIT), channels, height, run.ways,
-                        filters=cfg["model"]["filters"])
+    backbone = get_backbone(cfg["model"]["name"])
+    params = backbone.init(seeding.torch_generator(run.seed, seeding.STREAM_INIT), channels, height, run.ways,
+                           filters=cfg["model"]["filters"])
     return {k: v.to(device) for k, v in params.items()}
 
 
@@ -92,7 +93,7 @@ def _train(cfg: Mapping[str, Any], run: Run, data_dir: Path, split: SplitArrays,
     forward_context = precision.forward_context(cfg["compute"], device)
     run_config = stages.settings("train", cfg, stages.run_job(run))  # the run's identity
     by_class = split.indices_by_class()
-    algorithm = get_algorithm(run.algorithm, cfg["algorithms"])
+    algorithm = get_algorithm(run.algorithm, cfg["algorithms"], get_backbone(cfg["model"]["name"]))
     rule = make_rule(run.rule, cfg["rules"])
     vmap = uses_vmap(cfg["compute"]["batching"], device, algorithm)
 
