@@ -54,7 +54,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 def cmd_tasks(args: argparse.Namespace) -> None:
     from metalr import io
-    from metalr.data.arrays import MANIFEST, load_split
+    from metalr.data.arrays import load_split, split_hashes
     from metalr.data.episodes import make_task_list
     from metalr.data.registry import dataset_dir
 
@@ -66,12 +66,15 @@ def cmd_tasks(args: argparse.Namespace) -> None:
             raise config_mod.ConfigError(f"{flag} must be an integer >= {least}, got {value}")
     ecfg = cfg["evaluate"]
     data_dir = dataset_dir(cfg, args.dataset)
-    split = load_split(data_dir, ecfg["split"])
+    # Test tasks come from evaluate.split (evaluate.tasks of them); validation tasks from the meta-val
+    # classes (evaluate.val_tasks), by the same mechanism.
+    split_name, count = (ecfg["split"], ecfg["tasks"]) if args.split == "test" else ("val", ecfg["val_tasks"])
+    split = load_split(data_dir, split_name)
     task_list = make_task_list(
-        split, dataset=args.dataset, split_name=ecfg["split"], ways=args.ways, shots=args.shots,
-        queries=ecfg["queries"], tasks=ecfg["tasks"], seed=ecfg["task_seed"],
-        source_manifest_sha256=io.sha256_file(data_dir / MANIFEST))
-    out = Path(args.out) if args.out else paths.tasks_file(cfg, args.dataset, args.ways, args.shots)
+        split, dataset=args.dataset, split_name=split_name, ways=args.ways, shots=args.shots,
+        queries=ecfg["queries"], tasks=count, seed=ecfg["task_seed"],
+        split_sha256=split_hashes(data_dir, split_name))
+    out = Path(args.out) if args.out else paths.tasks_file(cfg, args.dataset, args.ways, args.shots, args.split)
     io.write_json(out, task_list)
     print(f"{len(task_list['episodes'])} tasks, sha256 {task_list['sha256'][:12]} -> {out}")
 
@@ -94,7 +97,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     run = _run(cfg, args.run)
     out_dir = Path(args.out_dir) if args.out_dir else paths.model_dir(cfg, run)
     log = train(cfg, run, dataset_dir(cfg, run.dataset), out_dir, paths.checkpoint_file(cfg, run),
-                progress=not args.no_progress, device=_device(cfg))
+                progress=not args.no_progress, device=_device(cfg), val_tasks=_optional_path(args.val_tasks),
+                tuned=_optional_path(args.tuned))
     print(f"{run.run_id}: final query accuracy (last {log['log_every']} iterations) "
           f"{log['query_accuracy'][-1]:.3f} -> {out_dir}")
 
@@ -114,10 +118,54 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     default_out = paths.metrics_file(cfg, run) if test == run.dataset else paths.cross_domain_metrics_file(cfg, run, test)
     out = Path(args.out) if args.out else default_out
     metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, test), out, progress=not args.no_progress,
-                       device=_device(cfg), test_dataset=test)
+                       device=_device(cfg), test_dataset=test, tuned=_optional_path(args.tuned))
     acc = metrics["accuracy"]
     print(f"{run.run_id} on {test}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
           f"over {acc['n_tasks']} tasks -> {out}")
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _tuned_run(cfg: dict, args: argparse.Namespace) -> config_mod.Run:
+    """The trial run of ``--cell/--algorithm/--rule``, checked against the config's grid and tune block."""
+    from metalr import tune
+
+    if "tune" not in cfg:
+        raise config_mod.ConfigError("the config has no tune block: there is nothing to tune")
+    dataset, cell = args.cell.split("/")
+    ways, shots = (int(v) for v in cell.removesuffix("s").split("w"))
+    run = tune.trial_run(cfg, dataset, ways, shots, args.algorithm, args.rule)
+    if (dataset, ways, shots, args.algorithm, args.rule) not in config_mod.tuned_cells(cfg):
+        raise config_mod.ConfigError(f"{args.cell} {args.algorithm} {args.rule} is not tuned by this config; tuned: "
+                                     f"{sorted(config_mod.tuned_cells(cfg))}")
+    return run
+
+
+def cmd_trial(args: argparse.Namespace) -> None:
+    from metalr import tune
+
+    cfg = _load(args)
+    run = _tuned_run(cfg, args)
+    out = Path(args.out) if args.out else paths.trial_file(cfg, run, args.trial)
+    result = tune.run_trial(cfg, run, args.trial, dataset_dir(cfg, run.dataset), Path(args.val_tasks),
+                            paths.trial_checkpoint_file(cfg, run, args.trial), out, progress=not args.no_progress,
+                            device=_device(cfg))
+    acc = result["validation"]["accuracy"]
+    print(f"trial {args.trial} of {run.rule} ({result['settings']}): validation accuracy "
+          f"{100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % -> {out}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from metalr import tune
+
+    cfg = _load(args)
+    run = _tuned_run(cfg, args)
+    out = Path(args.out) if args.out else paths.chosen_file(cfg, run)
+    chosen = tune.select([Path(p) for p in args.trials], out)
+    print(f"{args.cell} {args.algorithm} {args.rule}: trial {chosen['trial']} of {chosen['budget']['trials']} "
+          f"({chosen['settings']}), validation accuracy {100 * chosen['validation_accuracy']:.2f} % -> {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -238,19 +286,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--ways", type=int, required=True)
     p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="test: evaluate.tasks tasks of evaluate.split; val: evaluate.val_tasks of the meta-val classes")
     p.add_argument("--out")
     for name, func, text in (("train", cmd_train, "meta-train one run"), ("evaluate", cmd_evaluate, "evaluate one run")):
         p = add(name, func, text)
         p.add_argument("--run", required=True, help="<dataset>/<ways>w<shots>s/<algorithm>/<rule>/seed<seed>")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--tuned", help="the run's tuning result (chosen.json), when the config has a tune block")
         if name == "train":
             p.add_argument("--out-dir")
+            p.add_argument("--val-tasks", help="the cell's validation task list (train.validate_every > 0)")
         else:
             p.add_argument("--model")
             p.add_argument("--tasks")
             p.add_argument("--out")
             p.add_argument("--test-dataset", help="the dataset of the test tasks when it is not the training "
                            "dataset (a cross_domain evaluation of the config)")
+    for name, func, text in (("trial", cmd_trial, "one tuning trial: a short meta-training scored on validation tasks"),
+                             ("tune", cmd_tune, "pick the best tuning trial of a cell, algorithm and rule")):
+        p = add(name, func, text)
+        p.add_argument("--cell", required=True, help="<dataset>/<ways>w<shots>s")
+        p.add_argument("--algorithm", required=True)
+        p.add_argument("--rule", required=True)
+        p.add_argument("--out")
+        if name == "trial":
+            p.add_argument("--trial", type=int, required=True, help="0-based index into tune.trials")
+            p.add_argument("--val-tasks", required=True, help="the cell's validation task list")
+            p.add_argument("--no-progress", action="store_true")
+        else:
+            p.add_argument("--trials", nargs="+", required=True, help="every trial file of the cell, algorithm and rule")
     p = add("report", cmd_report, "aggregate the results into tables, figures and macros")
     p.add_argument("--out-dir")
     p = add("pdf", cmd_pdf, "compile the appendix with latexmk")

@@ -11,8 +11,26 @@ WORK = Path("work")
 GENERATED = Path("paper") / "generated"
 
 
-def tasks_file(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int) -> Path:
-    return RESULTS / cfg["experiment"] / "tasks" / dataset / f"{ways}w{shots}s.json"
+def tasks_file(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int, split: str = "test") -> Path:
+    """The frozen test task list of a cell, or (``split="val"``) its validation task list."""
+    folder = RESULTS / cfg["experiment"] / "tasks" / ("val" if split == "val" else "")
+    return folder / dataset / f"{ways}w{shots}s.json"
+
+
+def tuning_dir(cfg: Mapping[str, Any], run: Run) -> Path:
+    return RESULTS / cfg["experiment"] / "tuning" / run.dataset / run.cell / run.algorithm / run.rule
+
+
+def trial_file(cfg: Mapping[str, Any], run: Run, trial: int) -> Path:
+    return tuning_dir(cfg, run) / f"trial{trial}.json"
+
+
+def chosen_file(cfg: Mapping[str, Any], run: Run) -> Path:
+    return tuning_dir(cfg, run) / "chosen.json"
+
+
+def trial_checkpoint_file(cfg: Mapping[str, Any], run: Run, trial: int) -> Path:
+    return WORK / cfg["experiment"] / "checkpoints" / "tuning" / run.dataset / run.cell / run.algorithm / run.rule / f"trial{trial}.pt"
 
 
 def model_dir(cfg: Mapping[str, Any], run: Run) -> Path:

@@ -102,7 +102,7 @@ def test_failed_metrics_write_keeps_the_previous_metrics(cfg, blobs_root, tmp_pa
     train(cfg, RUN, blobs_root / "glyphs", tmp_path / "model", tmp_path / "ckpt.pt", progress=False)
     ecfg = cfg["evaluate"]
     tasks = make_task_list(load_split(blobs_root / "glyphs", "test"), dataset="glyphs", split_name="test", ways=3,
-                           shots=1, queries=ecfg["queries"], tasks=ecfg["tasks"], seed=1, source_manifest_sha256="x")
+                           shots=1, queries=ecfg["queries"], tasks=ecfg["tasks"], seed=1, split_sha256={})
     io.write_json(tmp_path / "tasks.json", tasks)
     metrics = tmp_path / "metrics"
     metrics.mkdir()

@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
 
 def task_list_for(data_dir: Path, dataset: str, path: Path) -> Path:
     tasks = make_task_list(load_split(data_dir, "test"), dataset=dataset, split_name="test", ways=3, shots=1,
-                           queries=3, tasks=12, seed=1, source_manifest_sha256="x")
+                           queries=3, tasks=12, seed=1, split_sha256={})
     io.write_json(path, tasks)
     return path
 

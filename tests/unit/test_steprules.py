@@ -238,7 +238,7 @@ def test_alfa_applies_the_networks_rates_and_decay_per_layer(float64):
 def task_list(data_dir, tmp_path_factory):  # noqa: F811
     split = load_split(data_dir, "test")
     tasks = make_task_list(split, dataset="glyphs", split_name="test", ways=3, shots=1, queries=3, tasks=6, seed=1,
-                           source_manifest_sha256="x")
+                           split_sha256={})
     path = tmp_path_factory.mktemp("tasks") / "tasks.json"
     io.write_json(path, tasks)
     return path

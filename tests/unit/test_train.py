@@ -67,7 +67,7 @@ def test_evaluation_scores_the_frozen_tasks(data_dir, tmp_path):
     train(cfg, RUN, data_dir, tmp_path / "model", tmp_path / "ckpt", progress=False)
     split = load_split(data_dir, "test")
     tasks = make_task_list(split, dataset="glyphs", split_name="test", ways=3, shots=1, queries=3, tasks=12, seed=1,
-                           source_manifest_sha256="x")
+                           split_sha256={})
     io.write_json(tmp_path / "tasks.json", tasks)
     metrics = evaluate(cfg, RUN, tmp_path / "model" / "model.pt", tmp_path / "tasks.json", data_dir,
                        tmp_path / "metrics.json", progress=False)

@@ -75,14 +75,17 @@ def episode_tensors(split: SplitArrays, episode: Episode, dtype: torch.dtype = t
 
 
 def make_task_list(split: SplitArrays, *, dataset: str, split_name: str, ways: int, shots: int,
-                   queries: int, tasks: int, seed: int, source_manifest_sha256: str) -> dict[str, Any]:
-    """The frozen list of evaluation tasks; its hash is stored with every result scored on it."""
+                   queries: int, tasks: int, seed: int, split_sha256: dict[str, str]) -> dict[str, Any]:
+    """The frozen list of evaluation (or validation) tasks; its hash is stored with every result scored on it.
+
+    ``split_sha256``: the sha256 of the split's array files (``arrays.split_hashes``), recorded so that the
+    list names exactly the data it indexes and nothing of the other splits."""
     rng = np.random.default_rng(seed)
     by_class = split.indices_by_class()
     episodes = [sample_episode(rng, by_class, ways, shots, queries).as_dict() for _ in range(tasks)]
     header = {"format": TASK_LIST_FORMAT, "dataset": dataset, "split": split_name, "ways": ways,
               "shots": shots, "queries": queries, "tasks": tasks, "seed": seed,
-              "dataset_manifest_sha256": source_manifest_sha256}
+              "split_sha256": dict(split_sha256)}
     return {**header, "sha256": io.sha256_json({**header, "episodes": episodes}), "episodes": episodes}
 
 

@@ -44,9 +44,14 @@ def resizer(image_shape: Sequence[int], train_shape: Sequence[int], test_dataset
 
 
 def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
-             out_path: Path, progress: bool = True, device: str = "cpu", test_dataset: str | None = None) -> dict:
+             out_path: Path, progress: bool = True, device: str = "cpu", test_dataset: str | None = None,
+             tuned: Path | None = None) -> dict:
     """Score ``run``'s model on the task list; ``test_dataset`` (default: the training dataset) names the
-    dataset the tasks come from, another one for a cross-domain evaluation."""
+    dataset the tasks come from, another one for a cross-domain evaluation; ``tuned``: the tuning result
+    (chosen.json) whose settings the run was trained with, when the experiment tunes (``metalr.tune``)."""
+    from metalr.tune import config_for_run
+
+    cfg, tuning = config_for_run(cfg, run, tuned)
     ecfg = cfg["evaluate"]
     test_dataset = test_dataset or run.dataset
     io.remove_stale_temporaries(out_path)
@@ -96,6 +101,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
             "max_per_step": [round(float(v), 6) for v in rates.max(axis=0)],
         },
         "model": {"path": str(model_path), "sha256": io.sha256_file(model_path)},
+        "tuning": tuning,
         "config_digest": config_mod.digest(config_mod.evaluate_slice(cfg, run)),
         "config": config_mod.evaluate_slice(cfg, run),
     }

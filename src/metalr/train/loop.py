@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +18,7 @@ from metalr.algorithms.meta_batch import accumulate_meta_gradient, uses_vmap
 from metalr.config import Run
 from metalr.data.arrays import load_split
 from metalr.data.episodes import episode_tensors, sample_episode
+from metalr.evaluate.validation import Validation
 from metalr.models import conv4
 from metalr.steprules import make_rule
 from metalr.train import checkpoint
@@ -45,11 +47,35 @@ def init_model(cfg: Mapping[str, Any], run: Run, image_shape: list[int], device:
     return {k: v.to(device) for k, v in params.items()}
 
 
-def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, checkpoint_path: Path,
-          progress: bool = True, device: str = "cpu") -> dict:
+@dataclass
+class Fitted:
+    """The outcome of meta-training: the selected iterate and everything logged on the way."""
+
+    params: dict[str, torch.Tensor]  # the model's parameters at the selected iteration (on the device)
+    meta: dict[str, torch.Tensor]  # the rule's learned tensors at the selected iteration (empty if none)
+    selected_iteration: int  # 1-based: the last iteration, or the best on validation (train.select)
+    log: dict  # train_log.json
+    lambdas: np.ndarray  # [iterations, task_batch, inner_steps] float32: every step size of training
+    rate_log: RateLog
+    image_shape: list[int]  # [C, H, W] of the training images
+    algorithm: Any  # the algorithm and step-size rule it was trained with
+    rule: Any
+
+
+def fit(cfg: Mapping[str, Any], run: Run, data_dir: Path, checkpoint_path: Path, progress: bool = True,
+        device: str = "cpu", validation: Validation | None = None) -> Fitted:
+    """Meta-train ``run`` on the train split (resuming from ``checkpoint_path``), scoring ``validation``'s
+    tasks every ``train.validate_every`` iterations and at the last one; ``train.select: best_val`` keeps
+    the iterate with the best mean validation accuracy (the earliest of equals), ``last`` the final one.
+
+    Raises DivergenceError when the loss becomes NaN or infinite, ConfigError when validation is asked
+    for without a validation task list, CheckpointMismatch for a checkpoint of another config.
+    """
     tcfg = cfg["train"]
-    for path in (*output_files(out_dir), checkpoint_path):
-        io.remove_stale_temporaries(path)
+    validate_every = tcfg["validate_every"]
+    if validate_every and validation is None:
+        raise config_mod.ConfigError(f"train.validate_every is {validate_every} but run {run.run_id} was given no "
+                                     "validation task list")
     seeding.configure_torch(tcfg["threads"], cfg["deterministic"])
     precision.configure(cfg["compute"])
     allocator.configure(cfg["compute"]["cpu_allocator"])
@@ -70,7 +96,8 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     optimizer = torch.optim.Adam(outer_step.param_groups(), lr=tcfg["outer_lr"])
     rate_log = RateLog()
     # The task sampler is the loop's only source of randomness (init draws from its own generator,
-    # nothing draws from torch's global RNG), so its state is the RNG state a checkpoint must hold.
+    # nothing draws from torch's global RNG, validation draws nothing), so its state is the RNG state a
+    # checkpoint must hold.
     rng = seeding.numpy_rng(run.seed, seeding.STREAM_TRAIN_TASKS)
 
     iterations, batch, steps = tcfg["iterations"], tcfg["task_batch"], tcfg["inner_steps"]
@@ -78,6 +105,8 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
     losses = np.zeros(iterations, dtype=np.float64)
     accuracies = np.zeros(iterations, dtype=np.float64)
     outer_lrs = np.zeros((iterations, len(outer_step.blocks)), dtype=np.float64)
+    curve: dict[str, list] = {"iterations": [], "accuracy": []}
+    best: dict[str, Any] = {"iteration": 0, "accuracy": -1.0, "trainable": None}
     start = 0
     resumed = checkpoint.load(checkpoint_path, run_config, device)
     if resumed is not None:
@@ -91,6 +120,7 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
             resumed["lambdas"], resumed["losses"], resumed["accuracies"], resumed["outer_lrs"])
         outer_step.load_state_dict(resumed["outer_step"])
         rate_log.load_state_dict(resumed["rate_log"])
+        curve, best = resumed["validation"], resumed["best"]
         print(f"{run.run_id}: resuming from {checkpoint_path} at iteration {start} of {iterations}",
               file=sys.stderr)
 
@@ -117,38 +147,78 @@ def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, check
                             [episode_tensors(split, e, device=device) for e in episodes], steps)
             window = slice(it + 1 - tcfg["log_every"], it + 1)
             bar.set_postfix(loss=f"{losses[window].mean():.3f}", acc=f"{accuracies[window].mean():.3f}")
+        if validate_every and ((it + 1) % validate_every == 0 or it + 1 == iterations):
+            score = float(validation.accuracies(algorithm, params, meta, rule).mean())
+            curve["iterations"].append(it + 1)
+            curve["accuracy"].append(round(score, 6))
+            if tcfg["select"] == "best_val" and score > best["accuracy"]:
+                best = {"iteration": it + 1, "accuracy": score,
+                        "trainable": {k: v.detach().clone() for k, v in trainable.items()}}
         if (it + 1) % tcfg["checkpoint_every"] == 0 and it + 1 < iterations:
             checkpoint.save(checkpoint_path, {
                 "config": run_config, "iteration": it + 1, "optimizer": optimizer.state_dict(),
                 "trainable": {k: v.detach().clone() for k, v in trainable.items()}, "rng": rng.bit_generator.state,
                 "lambdas": lambdas[: it + 1], "losses": losses[: it + 1], "accuracies": accuracies[: it + 1],
                 "outer_lrs": outer_lrs[: it + 1], "outer_step": outer_step.state_dict(),
-                "rate_log": rate_log.state_dict(),
+                "rate_log": rate_log.state_dict(), "validation": curve, "best": best,
             })
     bar.close()
 
+    selected = {k: v.detach() for k, v in trainable.items()}
+    selected_iteration = iterations
+    if tcfg["select"] == "best_val":
+        selected, selected_iteration = best["trainable"], best["iteration"]
     log = training_log(run.as_dict(cfg["experiment"]), losses, accuracies, tcfg)
     if outer_step.blocks:
         log["outer_step_size"] = {"blocks": outer_step.blocks,
                                   "values": outer_lrs[[i - 1 for i in log["iterations"]]].tolist()}
+    if validate_every:
+        log["validation"] = {**curve, "task_list": dict(validation.record())}
+    log["selection"] = {"rule": tcfg["select"], "iteration": selected_iteration}
+    return Fitted(params={k: selected[f"model.{k}"] for k in params}, meta={k: selected[f"rule.{k}"] for k in meta},
+                  selected_iteration=selected_iteration, log=log, lambdas=lambdas, rate_log=rate_log,
+                  image_shape=list(split.images.shape[1:]), algorithm=algorithm, rule=rule)
+
+
+def train(cfg: Mapping[str, Any], run: Run, data_dir: Path, out_dir: Path, checkpoint_path: Path,
+          progress: bool = True, device: str = "cpu", val_tasks: Path | None = None, tuned: Path | None = None) -> dict:
+    """``fit`` the run, then write its outputs (model.pt, train_log.json, lambdas.npy, rates.json) into
+    ``out_dir``, each atomically, and remove the checkpoint. Returns the training log.
+
+    ``val_tasks``: the cell's validation task list (needed when ``train.validate_every`` > 0); ``tuned``:
+    the tuning result (chosen.json) whose settings a tuned run trains with (``metalr.tune``)."""
+    from metalr.tune import config_for_run
+
+    cfg, tuning = config_for_run(cfg, run, tuned)
+    for path in (*output_files(out_dir), checkpoint_path):
+        io.remove_stale_temporaries(path)
+    validation = None
+    if val_tasks is not None:
+        validation = Validation.load(val_tasks, data_dir, run.dataset, run.ways, run.shots,
+                                     config_mod.evaluation_inner_steps(cfg, run.rule), device,
+                                     precision.forward_context(cfg["compute"], device))
+    fitted = fit(cfg, run, data_dir, checkpoint_path, progress, device, validation)
+    run_config = config_mod.train_slice(cfg, run)
     model = {
         "run": run.as_dict(cfg["experiment"]),
         "config": run_config,
         "config_digest": config_mod.digest(run_config),
-        "image_shape": list(split.images.shape[1:]),
-        "params": {k: v.detach().cpu() for k, v in params.items()},
-        "meta": {k: v.detach().cpu() for k, v in meta.items()},
+        "image_shape": fitted.image_shape,
+        "params": {k: v.detach().cpu() for k, v in fitted.params.items()},
+        "meta": {k: v.detach().cpu() for k, v in fitted.meta.items()},
+        "selection": fitted.log["selection"],
+        "tuning": tuning,
         "environment": seeding.environment(device),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out_dir / LAMBDAS_FILE) as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, lambdas, allow_pickle=False)
-    io.write_json(out_dir / LOG_FILE, log)
-    rate_log.write(out_dir / RATES_FILE, run.as_dict(cfg["experiment"]), steps)
+            np.save(fh, fitted.lambdas, allow_pickle=False)
+    io.write_json(out_dir / LOG_FILE, fitted.log)
+    fitted.rate_log.write(out_dir / RATES_FILE, run.as_dict(cfg["experiment"]), cfg["train"]["inner_steps"])
     checkpoint.write_torch(out_dir / MODEL_FILE, model)
     checkpoint_path.unlink(missing_ok=True)
-    return log
+    return fitted.log
 
 
 def training_log(run: dict, losses: np.ndarray, accuracies: np.ndarray, tcfg: Mapping[str, Any]) -> dict:
