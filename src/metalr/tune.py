@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -102,9 +103,16 @@ def trial_run(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int, algor
     return Run(dataset, ways, shots, algorithm, rule, cfg["tune"]["seed"])
 
 
+def trial_files_of(folder: Path, trial: int) -> tuple[Path, Path]:
+    """A trial's result and its cost file, as the tuning stages name them in one tuning folder."""
+    return folder / f"trial{trial}.json", folder / f"trial{trial}-cost.json"
+
+
 def run_trial(cfg: Mapping[str, Any], run: Run, trial: int, data_dir: Path, val_tasks: Path, checkpoint_path: Path,
               out: Path, progress: bool = True, device: str = "cpu") -> dict:
-    """Meta-train trial ``trial`` of ``run``'s rule and score it on the validation tasks; write ``out``.
+    """Meta-train trial ``trial`` of ``run``'s rule and score it on the validation tasks; write ``out`` and,
+    beside it, the trial's cost (device seconds: what the budget in hours adds up; kept out of ``out``,
+    whose bytes depend on the trial's inputs alone).
 
     Reads the train and val splits only. Raises ConfigError for a trial index outside ``tune.trials``.
     """
@@ -118,7 +126,10 @@ def run_trial(cfg: Mapping[str, Any], run: Run, trial: int, data_dir: Path, val_
     points = trial_points(cfg, run.rule)
     if not 0 <= trial < len(points):
         raise ConfigError(f"trial {trial} of {run.rule} does not exist: tune.trials gives {len(points)} (0..{len(points) - 1})")
-    io.remove_stale_temporaries(out)
+    cost_path = trial_files_of(out.parent, trial)[1]
+    for path in (out, cost_path):
+        io.remove_stale_temporaries(path)
+    started = time.process_time() if device == "cpu" else time.perf_counter()
     tcfg = trial_config(cfg, run.rule, points[trial])
     validation = Validation.load(val_tasks, data_dir, run.dataset, run.ways, run.shots,
                                  evaluation_inner_steps(cfg, run.rule), device,
@@ -138,7 +149,10 @@ def run_trial(cfg: Mapping[str, Any], run: Run, trial: int, data_dir: Path, val_
         "final_query_accuracy": fitted.log["query_accuracy"][-1],
         "data": {split: split_hashes(data_dir, split) for split in ("train", "val")},
     }
+    seconds = (time.process_time() if device == "cpu" else time.perf_counter()) - started
     io.write_json(out, result)
+    io.write_json(cost_path, {"seconds": round(seconds, 3), "device": device,
+                              "measure": "process CPU time" if device == "cpu" else "wall time on the GPU"})
     checkpoint_path.unlink(missing_ok=True)
     return result
 

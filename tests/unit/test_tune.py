@@ -214,7 +214,8 @@ def test_tuning_never_reads_the_test_split(data_dir, tmp_path, monkeypatch):
         monkeypatch.chdir(folder)  # the outputs record relative paths, as in the workflow
         _, files = trial_results(cfg, root, Path("."))
         tune.select(files, Path("chosen.json"))
-        outputs[name] = {p.name: p.read_bytes() for p in sorted(folder.glob("*.json"))}
+        # Every output but the trials' cost files (the seconds they took on this machine).
+        outputs[name] = {p.name: p.read_bytes() for p in sorted(folder.glob("*.json")) if not p.name.endswith("-cost.json")}
     assert outputs["clean"] == outputs["noisy_test"] and len(outputs["clean"]) == 4  # val list, 2 trials, chosen
     assert all(outputs["clean"][name] != outputs["noisy_val"][name] for name in outputs["clean"])
 
@@ -266,3 +267,34 @@ def test_a_killed_best_val_run_resumes_bitwise_identical(data_dir, tmp_path, mon
         assert not same[1]  # the validation curve before the kill is lost: the comparison above would see it
     else:
         assert all(same)
+
+
+def test_the_tuning_report_lists_spaces_trials_choices_and_budget(data_dir, tmp_path):
+    from metalr.report.tuning import build_tuning
+
+    cfg = tuned_config(trials=2)
+    folders = {}
+    for rule in ("fixed", "mlplr"):
+        folder = tmp_path / rule
+        folder.mkdir()
+        _, files = trial_results(cfg, data_dir, folder, rule=rule)
+        tune.select(files, folder / "chosen.json")
+        folders[rule] = folder
+    chosen = [folders[r] / "chosen.json" for r in folders]
+    trials = sorted(p for f in folders.values() for p in f.glob("trial?.json"))
+    costs = sorted(p for f in folders.values() for p in f.glob("trial?-cost.json"))
+    written = build_tuning(cfg, chosen, trials, costs, tmp_path / "out")
+    assert [p.name for p in written] == ["tuning.tex", "tuning-macros.tex", "sensitivity.pdf"]
+    text = (tmp_path / "out" / "tuning.tex").read_text()
+    for expected in ("lr\\_max", "lr\\_min", "divergence", "kl\\_label\\_pred, kl\\_div\\_mean", "[0.001, 1]", "log"):
+        assert expected in text, expected
+    assert text.count("\\textbf{") == 2  # one chosen trial per (cell, algorithm, rule)
+    macros = (tmp_path / "out" / "tuning-macros.tex").read_text()
+    assert "\\newcommand{\\TuneTrials}{2}" in macros and "\\newcommand{\\TuneRuns}{4}" in macros
+    assert (tmp_path / "out" / "sensitivity.pdf").read_bytes()[:4] == b"%PDF"
+    # the hash chain: an edited trial file is refused, naming it and the stage to rerun
+    edited = io.read_json(folders["mlplr"] / "trial0.json")
+    edited["validation"]["accuracy"]["mean"] = 0.99
+    io.write_json(folders["mlplr"] / "trial0.json", edited)
+    with pytest.raises(ConfigError, match=r"trial0.json differs from the sha256 .* rerun the tune stage"):
+        build_tuning(cfg, chosen, trials, costs, tmp_path / "again")
