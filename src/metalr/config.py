@@ -208,7 +208,8 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
     from metalr.steprules import RULES
 
     for name, settings in cfg["rules"].items():
-        problems += [f"rules.{name}: {violation}" for violation in RULES[name].violations(settings)]
+        problems += [f"rules.{name}.{low} ({settings[low]}) is larger than rules.{name}.{high} ({settings[high]}); "
+                     f"set {low} <= {high}" for low, high in RULES[name].violations(settings)]
     problems += _check_tuning(cfg)
     train = cfg["train"]
     if train["outer_lr_schedule"] == "cosine" and train["outer_lr_min"] > train["outer_lr"]:

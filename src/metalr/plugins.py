@@ -139,9 +139,9 @@ class Plugin:
             raise PluginError(f"{self.module}.SPEC constraints must be [setting, '<=', setting] triples: {constraints}")
         return constraints
 
-    def violations(self, settings: Mapping[str, Any]) -> list[str]:
-        return [f"{low} ({settings[low]}) must not exceed {high} ({settings[high]})"
-                for low, _, high in self.constraints if settings[low] > settings[high]]
+    def violations(self, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The constraints ``settings`` breaks, as (lower, upper) setting names."""
+        return [(low, high) for low, _, high in self.constraints if settings[low] > settings[high]]
 
     def constrain(self, point: Mapping[str, Any]) -> dict[str, Any]:
         """``point`` with each violated constraint ``a <= b`` met by setting a to b (tuning's rule)."""
