@@ -106,9 +106,13 @@ def test_chunked_evaluation_equals_the_per_task_path_in_float64(float64, algorit
     tasks = [tiny_task(seed=s) for s in range(7)]
     per_task = list(score_tasks(algo, params, meta, step_rule, tasks, 4, chunk=1))
     chunked = list(score_tasks(algo, params, meta, step_rule, iter(tasks), 4, chunk=3))  # chunks of 3, 3, 1
-    assert [a for a, _ in chunked] == [a for a, _ in per_task]
-    np.testing.assert_allclose(np.stack([r for _, r in chunked]), np.stack([r for _, r in per_task]), rtol=1e-12)
-    assert len({a for a, _ in per_task}) > 1  # the tasks differ, so order mix-ups would show
+    assert [s.accuracy for s in chunked] == [s.accuracy for s in per_task]
+    np.testing.assert_array_equal(np.stack([s.class_accuracy for s in chunked]),
+                                  np.stack([s.class_accuracy for s in per_task]))
+    np.testing.assert_allclose(np.stack([s.rates for s in chunked]), np.stack([s.rates for s in per_task]), rtol=1e-12)
+    assert len({s.accuracy for s in per_task}) > 1  # the tasks differ, so order mix-ups would show
+    # each task's accuracy is the mean of its classes' (every class has the same number of queries)
+    np.testing.assert_allclose([s.class_accuracy.mean() for s in per_task], [s.accuracy for s in per_task], atol=1e-12)
 
 
 def test_evaluation_chunk_setting():

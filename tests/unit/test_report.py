@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 try:
     import metalr  # noqa: F401
@@ -57,14 +58,25 @@ def per_task(run, mean, n_tasks, test_dataset=None):
     return list(np.clip(mean + rng.normal(0.0, 0.1, n_tasks), 0.0, 1.0))
 
 
-def metrics(run, mean, ci, sha, n_tasks=600, lam=(0.5, 1.5), test_dataset=None, scores=None):
+def task_classes(sha, n_tasks, ways, n_classes=20):
+    """The classes of each task of the task list with hash `sha` (the same for every run scored on it)."""
+    rng = np.random.default_rng(zlib.crc32(sha.encode()))
+    return [sorted(int(c) for c in rng.choice(n_classes, ways, replace=False)) for _ in range(n_tasks)]
+
+
+def metrics(run, mean, ci, sha, n_tasks=600, lam=(0.5, 1.5), test_dataset=None, scores=None, distinct=None):
     lo, hi = lam if run["rule"] == "mlplr" else (FIXED_LR, FIXED_LR)
+    scores = per_task(run, mean, n_tasks, test_dataset) if scores is None else list(scores)
     data = {
         "run": run,
         "accuracy": {"mean": mean, "ci95": ci, "std": 0.14, "n_tasks": n_tasks},
-        "per_task_accuracy": per_task(run, mean, n_tasks, test_dataset) if scores is None else list(scores),
+        "per_task_accuracy": scores,
+        # every class of a task scored at the task's accuracy
+        "per_task_classes": task_classes(sha, len(scores), run["ways"]),
+        "per_task_class_accuracy": [[float(a)] * run["ways"] for a in scores],
         "inner_steps": EVAL_STEPS,
-        "task_list": {"path": f"results/x/tasks/{run['dataset']}-5w{run['shots']}s-q15.json", "sha256": sha},
+        "task_list": {"path": f"results/x/tasks/{run['dataset']}-5w{run['shots']}s-q15.json", "sha256": sha,
+                      "distinct_tasks": n_tasks if distinct is None else distinct},
         "lambda": {"mean_per_step": list(np.linspace(lo, hi, EVAL_STEPS)),
                    "min_per_step": [lo] * EVAL_STEPS, "max_per_step": [hi] * EVAL_STEPS},
         "model": {"path": "m.pt", "sha256": "0" * 64},
@@ -203,18 +215,24 @@ def render_tables(runs, configured=()):
 def test_accuracy_table_ties_and_seeds(tmp_path):
     acc = {("maml", "fixed", 1): (0.9, 0.01), ("maml", "mlplr", 1): (0.900001, 0.02)}
     paths, _ = make_inputs(tmp_path, acc=acc)
-    # a second seed of maml+fixed: the cell becomes the seed mean and the ± the CI over seeds
+    # a second seed of maml+fixed: the cell becomes the seed mean, the ± the per-task interval of the
+    # seed-averaged per-task accuracies, and in parentheses the sd of the seed means
     run = run_fields("maml", "fixed", 1, seed=2)
     extra = tmp_path / "metrics" / "seed2.json"
     write_json(extra, metrics(run, 0.92, 0.01, TASK_HASH[1]))
     tex = render_tables(aggregate.collect(paths + [extra]))
     rows = table_rows(tex)
+    seed1 = per_task(run_fields("maml", "fixed", 1), 0.9, 600)
+    averaged = (np.asarray(seed1) + np.asarray(per_task(run, 0.92, 600))) / 2
+    half = scipy_stats.t.ppf(0.975, 599) * np.std(averaged, ddof=1) / np.sqrt(600)
     sd = np.std([0.9, 0.92], ddof=1)
-    assert rows["MAML"] == [f"\\textbf{{91.00 $\\pm$ {latex.pct(1.96 * sd / np.sqrt(2))}}}"]
-    assert rows["MAML + MLPLR"] == ["90.00 $\\pm$ 2.00"]
-    # ties on the displayed value are all bold
+    assert rows["MAML"] == [f"\\textbf{{91.00 $\\pm$ {latex.pct(half)} ({latex.pct(sd)})}}"]
+    assert rows["MAML + MLPLR"] == ["90.00 $\\pm$ 2.00 (n/a)"]  # one seed: no spread across seeds
+    assert "standard deviation of the seed means" in tex
+    # ties on the displayed value are all bold; with one seed everywhere no spread is shown or invented
     tie = render_tables(aggregate.collect(paths))
     assert all(c[0].startswith("\\textbf") for c in table_rows(tie).values())
+    assert "(n/a)" not in tie and "one seed per cell, so no spread across seeds" in tie
 
 
 def test_accuracy_table_groups_columns_by_dataset_and_ways(tmp_path):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats as scipy_stats
 
 from metalr.config import DEFAULT_CONFIG, REPO_ROOT
 from metalr.evaluate.stats import paired_difference
@@ -18,7 +19,7 @@ from metalr.io import write_json
 from metalr.report import aggregate, choices, paired, paper, pdf
 from metalr.report.build import OUTPUTS, build_report
 from tests.unit.appendix_inputs import generated_with_analyses
-from tests.unit.test_report import EXPERIMENT, config_file, metrics, read_macros, run_fields
+from tests.unit.test_report import EXPERIMENT, config_file, metrics, read_macros, run_fields, task_classes
 
 HASH = {(d, w, s): hashlib.sha256(f"{d}/{w}/{s}".encode()).hexdigest() for d in ("cifar_fs", "mini_imagenet", "aircraft", "cub", "glyphs")
         for w in (5, 10) for s in (1, 5)}
@@ -156,40 +157,74 @@ def test_paired_is_generic_over_rules_and_matches_stats(tmp_path):
     base, sgd, mlp = (rng.uniform(0.3, 0.9, 600) for _ in range(3))
     runs = _runs(tmp_path, [(("maml", r, 1, "cub"), {"scores": s}) for r, s in
                             (("fixed", base), ("meta-sgd", sgd), ("mlplr", mlp))])
-    df = paired.paired(runs)
+    df = paired.paired(runs, 1000, 0)
     assert df["rule"].tolist() == ["mlplr", "meta-sgd"]  # paper rule order, then the others
-    expect = paired_difference(sgd, base)
     got = df[df["rule"] == "meta-sgd"].iloc[0]
+    assert got["mean"] == pytest.approx(float(np.mean(sgd - base)))
+    assert (got["control"], got["n_seeds"], got["seeds"], got["verdict"]) == ("fixed", 1, "1", paired.ONE_SEED)
+    # one seed: nothing across seeds, no bootstrap, no probability of improvement
+    for key in ("seed_sd", "seed_ci95", "seed_low", "seed_high", "boot_low", "boot_high", "poi", "poi_low", "poi_high",
+                "n_classes"):
+        assert pd.isna(got[key]), key
+    assert "n/a" in paired.paired_csv(df).splitlines()[1]
+    # the per-task test of that seed's two networks
+    within = paired.within_seed(runs)
+    expect = paired_difference(sgd, base)
+    row = within[within["rule"] == "meta-sgd"].iloc[0]
     for key in ("mean", "ci95", "low", "high", "p_value", "n_tasks"):
-        assert got[key] == pytest.approx(expect[key])
-    assert (got["control"], got["n_seeds"]) == ("fixed", 1)
+        assert row[key] == pytest.approx(expect[key])
+    assert row["seed"] == 1 and within["rule"].tolist() == ["mlplr", "meta-sgd"]
 
 
 def test_paired_refuses_different_task_lists(tmp_path):
     runs = _runs(tmp_path, [(("maml", "fixed", 1, "cub"), {}), (("maml", "mlplr", 1, "cub"), {"sha": "9" * 64})])
     with pytest.raises(ValueError, match="task lists differ"):
-        paired.paired(runs)
+        paired.paired(runs, 1000, 0)
+    with pytest.raises(ValueError, match="task lists differ"):
+        paired.within_seed(runs)
+
+
+def test_verdict_needs_several_seeds_without_class_scores_it_is_refused(tmp_path):
+    spec = [(("maml", rule, 1, "cub"), {"seed": s}) for rule in ("fixed", "mlplr") for s in (1, 2)]
+    runs = _runs(tmp_path, spec)
+    runs.at[0, aggregate.PER_TASK_CLASS_ACCURACY] = ()  # an older metrics file: no per-class accuracies
+    with pytest.raises(ValueError, match=r"no per-class accuracies .* re-run its evaluation"):
+        paired.paired(runs, 1000, 0)
+    assert len(paired.paired(runs[runs["seed"] == 1], 1000, 0)) == 1  # one seed does not use them
 
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**16), n_seeds=st.integers(1, 3))
-def test_paired_averages_per_task_differences_over_seeds(tmp_path_factory, seed, n_seeds):
+def test_paired_differences_per_seed_and_across_seeds(tmp_path_factory, seed, n_seeds):
     rng = np.random.default_rng(seed)
     root = tmp_path_factory.mktemp("seeds")
-    spec, diffs = [], []
+    spec, scores = [], []
     for s in range(1, n_seeds + 1):
         a, b = rng.uniform(0, 1, 20), rng.uniform(0, 1, 20)
         spec += [(("anil", "fixed", 1, "cub"), {"seed": s, "scores": a}), (("anil", "mlplr", 1, "cub"), {"seed": s, "scores": b})]
-        diffs.append(b - a)
+        scores.append((b, a))
     spec.append((("anil", "mlplr", 1, "cub"), {"seed": n_seeds + 1, "scores": rng.uniform(0, 1, 20)}))  # no partner
     for args, kw in spec:
         kw.setdefault("mean", float(np.mean(kw["scores"])))
     runs = aggregate.collect([write_eval(root, *args, **kw) for args, kw in spec])
     runs["accuracy_n_tasks"] = 20
-    row = paired.paired(runs).iloc[0]
+    diffs = [b - a for b, a in scores]
+    row = paired.paired(runs, 200, 0).iloc[0]
     assert row["n_seeds"] == n_seeds and row["n_tasks"] == 20
-    assert row["mean"] == pytest.approx(float(np.mean(diffs)))
-    assert row["ci95"] == pytest.approx(paired_difference(np.mean(diffs, axis=0), np.zeros(20))["ci95"])
+    assert row["seeds"] == " ".join(str(s) for s in range(1, n_seeds + 1))
+    seed_means = [float(np.mean(d)) for d in diffs]
+    assert row["mean"] == pytest.approx(float(np.mean(seed_means)))
+    if n_seeds > 1:  # the Student-t interval over the seeds' differences
+        assert row["seed_sd"] == pytest.approx(float(np.std(seed_means, ddof=1)))
+        low, high = scipy_stats.t.interval(0.95, n_seeds - 1, loc=np.mean(seed_means),
+                                           scale=scipy_stats.sem(seed_means))
+        assert (row["seed_low"], row["seed_high"]) == pytest.approx((low, high))
+        classes = {c for task in task_classes(HASH[("cub", 5, 1)], 20, 5) for c in task}
+        assert row["n_classes"] == len(classes) and 0 <= row["poi"] <= 1 and row["boot_low"] <= row["boot_high"]
+    within = paired.within_seed(runs)
+    assert within["seed"].tolist() == list(range(1, n_seeds + 1))
+    assert within["mean"].tolist() == pytest.approx(seed_means)
+    assert within["p_value"].tolist() == pytest.approx([scipy_stats.ttest_rel(b, a).pvalue for b, a in scores])
 
 
 # --------------------------------------------------------------------------- figures

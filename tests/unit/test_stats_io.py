@@ -15,10 +15,16 @@ from metalr.evaluate.stats import mean_ci95
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(min_value=0, max_value=1), min_size=2, max_size=700))
-def test_ci95_is_196_sd_over_sqrt_n(values):
+def test_ci95_is_the_student_t_interval_of_the_mean(values):
+    from scipy import stats as scipy_stats
+
     stats = mean_ci95(values)
     assert stats["mean"] == pytest.approx(statistics.fmean(values), abs=1e-12)
-    assert stats["ci95"] == pytest.approx(1.96 * statistics.stdev(values) / math.sqrt(len(values)), abs=1e-12)
+    sem = statistics.stdev(values) / math.sqrt(len(values))
+    assert stats["ci95"] == pytest.approx(scipy_stats.t.ppf(0.975, len(values) - 1) * sem, abs=1e-12)
+    if sem > 1e-9:  # the same interval as scipy's own t interval
+        low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=statistics.fmean(values), scale=sem)
+        assert (stats["mean"] - stats["ci95"], stats["mean"] + stats["ci95"]) == pytest.approx((low, high), abs=1e-12)
     assert stats["n_tasks"] == len(values)
 
 
@@ -26,7 +32,17 @@ def test_ci95_of_600_known_accuracies():
     values = np.array([0.6, 0.8] * 300)  # sd (ddof=1) = 0.1 * sqrt(600/599)
     stats = mean_ci95(values)
     assert stats["mean"] == pytest.approx(0.7)
-    assert stats["ci95"] == pytest.approx(1.96 * 0.1 * math.sqrt(600 / 599) / math.sqrt(600))
+    # t_{0.975, 599} = 1.963932 (tables of Student's t; 0.2% above the normal 1.959964)
+    assert stats["ci95"] == pytest.approx(1.963932 * 0.1 * math.sqrt(600 / 599) / math.sqrt(600), rel=1e-6)
+    assert stats["ci95"] > 1.96 * 0.1 * math.sqrt(600 / 599) / math.sqrt(600)  # the normal interval is narrower
+
+
+def test_ci95_of_three_tasks_by_hand():
+    # values 0.2, 0.4, 0.9: mean 0.5, sd = sqrt(((-0.3)^2 + (-0.1)^2 + 0.4^2) / 2) = sqrt(0.13); t_{0.975, 2} = 4.302653
+    stats = mean_ci95([0.2, 0.4, 0.9])
+    assert stats["mean"] == pytest.approx(0.5)
+    assert stats["std"] == pytest.approx(math.sqrt(0.13))
+    assert stats["ci95"] == pytest.approx(4.302653 * math.sqrt(0.13) / math.sqrt(3), rel=1e-6)
 
 
 def test_ci_needs_two_tasks():

@@ -74,6 +74,12 @@ def test_evaluation_scores_the_frozen_tasks(data_dir, tmp_path):
     assert metrics["task_list"]["sha256"] == tasks["sha256"]
     assert len(metrics["per_task_accuracy"]) == 12 and metrics["accuracy"]["n_tasks"] == 12
     assert metrics["accuracy"]["mean"] == pytest.approx(np.mean(metrics["per_task_accuracy"]), abs=1e-6)
+    # per class: the task list's classes in label order, each with its queries' accuracy (3 queries: thirds)
+    assert metrics["per_task_classes"] == [e["classes"] for e in tasks["episodes"]]
+    class_accuracy = np.array(metrics["per_task_class_accuracy"])
+    assert class_accuracy.shape == (12, 3) and np.allclose(class_accuracy * 3, np.round(class_accuracy * 3), atol=1e-5)
+    assert class_accuracy.mean(axis=1) == pytest.approx(metrics["per_task_accuracy"], abs=1e-6)
+    assert metrics["task_list"]["distinct_tasks"] == tasks["distinct_tasks"] == 12
     assert len(metrics["lambda"]["mean_per_step"]) == 3
     assert io.read_json(tmp_path / "metrics.json") == metrics
 

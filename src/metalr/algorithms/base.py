@@ -23,6 +23,7 @@ class Task:
 class TaskResult:
     query_loss: torch.Tensor  # scalar; MAML-style algorithms: differentiable w.r.t. the initialisation (and rule meta)
     query_accuracy: torch.Tensor  # scalar in [0, 1]
+    query_class_accuracy: torch.Tensor  # [N] accuracy on each class's queries, in label order
     rates: torch.Tensor  # step size used at each inner step
     # The scalar the outer optimiser differentiates: its gradient is the algorithm's meta-gradient. The query loss
     # itself for MAML, FOMAML and ANIL; a surrogate for algorithms whose meta-gradient is not a loss's (Reptile).
@@ -46,8 +47,15 @@ class Algorithm(Protocol):
 
 def score(logits: torch.Tensor, labels: torch.Tensor, rates: torch.Tensor,
           meta_objective: torch.Tensor | None = None) -> TaskResult:
-    """Query loss and accuracy; the meta-objective is the query loss unless the algorithm gives its own."""
+    """Query loss, accuracy and accuracy per class (``logits`` [Q, N], ``labels`` [Q] in 0..N-1, every class
+    with at least one query); the meta-objective is the query loss unless the algorithm gives its own."""
     loss = torch.nn.functional.cross_entropy(logits, labels)
-    accuracy = (logits.argmax(dim=-1) == labels).to(logits.dtype).mean()
-    return TaskResult(query_loss=loss, query_accuracy=accuracy.detach(), rates=rates.detach(),
-                      meta_objective=loss if meta_objective is None else meta_objective)
+    correct = logits.argmax(dim=-1) == labels
+    accuracy = correct.to(logits.dtype).mean()
+    # [Q, N] membership instead of a scatter: the same code runs per task and under vmap. At least float32,
+    # so that a count of correct queries is exact under bf16 autocast.
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    members = (labels[:, None] == torch.arange(logits.shape[-1], device=labels.device)).to(dtype)
+    class_accuracy = (members * correct.to(dtype)[:, None]).sum(dim=0) / members.sum(dim=0)
+    return TaskResult(query_loss=loss, query_accuracy=accuracy.detach(), query_class_accuracy=class_accuracy,
+                      rates=rates.detach(), meta_objective=loss if meta_objective is None else meta_objective)

@@ -24,9 +24,11 @@ def batched_task_results(algorithm: Algorithm, params: Params, meta: Params, rul
     """One TaskResult whose fields carry a leading task dimension."""
     def one(xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor):
         result = algorithm.task_result(params, meta, rule, Task(xs, ys, xq, yq), steps, training)
-        return result.query_loss, result.query_accuracy, result.rates, result.meta_objective
+        return (result.query_loss, result.query_accuracy, result.query_class_accuracy, result.rates,
+                result.meta_objective)
 
     batch = stack_tasks(tasks)
     with conv4.under_vmap():
-        loss, accuracy, rates, objective = torch.func.vmap(one)(batch.xs, batch.ys, batch.xq, batch.yq)
-    return TaskResult(query_loss=loss, query_accuracy=accuracy, rates=rates, meta_objective=objective)
+        loss, accuracy, class_accuracy, rates, objective = torch.func.vmap(one)(batch.xs, batch.ys, batch.xq, batch.yq)
+    return TaskResult(query_loss=loss, query_accuracy=accuracy, query_class_accuracy=class_accuracy, rates=rates,
+                      meta_objective=objective)

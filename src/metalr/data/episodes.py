@@ -17,7 +17,7 @@ from metalr import io
 from metalr.algorithms.base import Task
 from metalr.data.arrays import SplitArrays
 
-TASK_LIST_FORMAT = 1
+TASK_LIST_FORMAT = 2  # 2: the header counts the distinct tasks and records its split's array hashes
 
 
 @dataclass(frozen=True)
@@ -74,23 +74,35 @@ def episode_tensors(split: SplitArrays, episode: Episode, dtype: torch.dtype = t
     return Task(xs, ys, xq, yq)
 
 
+def distinct_tasks(episodes: Sequence[dict]) -> int:
+    """How many of the episodes (``Episode.as_dict`` form) differ as tasks: the same classes with the same
+    support and query images count once, whatever their label order. A split with few classes or few
+    images per class repeats tasks in a long list."""
+    return len({frozenset((c, frozenset(s), frozenset(q)) for c, s, q in zip(e["classes"], e["support"], e["query"]))
+                for e in episodes})
+
+
 def make_task_list(split: SplitArrays, *, dataset: str, split_name: str, ways: int, shots: int,
                    queries: int, tasks: int, seed: int, split_sha256: dict[str, str]) -> dict[str, Any]:
     """The frozen list of evaluation (or validation) tasks; its hash is stored with every result scored on it.
-
-    ``split_sha256``: the sha256 of the split's array files (``arrays.split_hashes``), recorded so that the
-    list names exactly the data it indexes and nothing of the other splits."""
+    The header records ``distinct_tasks``, the number of different tasks among the ``tasks`` drawn, and
+    ``split_sha256``, the sha256 of the split's array files (``arrays.split_hashes``): the list names
+    exactly the data it indexes and nothing of the other splits."""
     rng = np.random.default_rng(seed)
     by_class = split.indices_by_class()
     episodes = [sample_episode(rng, by_class, ways, shots, queries).as_dict() for _ in range(tasks)]
     header = {"format": TASK_LIST_FORMAT, "dataset": dataset, "split": split_name, "ways": ways,
-              "shots": shots, "queries": queries, "tasks": tasks, "seed": seed,
-              "split_sha256": dict(split_sha256)}
+              "shots": shots, "queries": queries, "tasks": tasks, "distinct_tasks": distinct_tasks(episodes),
+              "seed": seed, "split_sha256": dict(split_sha256)}
     return {**header, "sha256": io.sha256_json({**header, "episodes": episodes}), "episodes": episodes}
 
 
 def load_task_list(path: str | Path) -> dict[str, Any]:
+    """The task list at ``path``; ValueError when it is of another format or does not match its own sha256."""
     task_list = io.read_json(path)
+    if task_list.get("format") != TASK_LIST_FORMAT:
+        raise ValueError(f"task list {path} has format {task_list.get('format')!r}, this metalr reads format "
+                         f"{TASK_LIST_FORMAT}; regenerate it (metalr tasks, or its Snakemake/DVC stage)")
     body = {k: v for k, v in task_list.items() if k != "sha256"}
     if io.sha256_json(body) != task_list["sha256"]:
         raise ValueError(f"task list {path} does not match its own sha256: it was edited; regenerate it")

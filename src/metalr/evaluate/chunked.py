@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -26,11 +26,16 @@ def chunk_for_budget(per_task_mib: float, budget_mib: float) -> int:
     return max(1, int(budget_mib // max(per_task_mib, 1e-9)))
 
 
+class TaskScore(NamedTuple):
+    accuracy: float  # query accuracy of the task
+    class_accuracy: np.ndarray  # [ways] float64: accuracy on each class's queries, in label order
+    rates: np.ndarray  # [steps] float32: the step size of each inner step
+
+
 def score_tasks(algorithm: Algorithm, params: Params, meta: Params, rule: StepRule, tasks: Iterable[Task],
                 steps: int, chunk: int,
-                forward_context: Callable[[], ContextManager] = contextlib.nullcontext
-                ) -> Iterator[tuple[float, np.ndarray]]:
-    """Each task's query accuracy and step sizes, in order; ``chunk`` tasks are adapted at once."""
+                forward_context: Callable[[], ContextManager] = contextlib.nullcontext) -> Iterator[TaskScore]:
+    """Each task's scores, in order; ``chunk`` tasks are adapted at once."""
     tasks = iter(tasks)
     while batch := list(itertools.islice(tasks, chunk)):
         # Entered per chunk, not around the yields: the caller's code must not run under no_grad.
@@ -38,11 +43,19 @@ def score_tasks(algorithm: Algorithm, params: Params, meta: Params, rule: StepRu
         with torch.no_grad(), forward_context():
             if len(batch) == 1:
                 result = algorithm.task_result(params, meta, rule, batch[0], steps, training=False)
-                scored = [(float(result.query_accuracy), result.rates.float().cpu().numpy())]
+                scored = [TaskScore(float(result.query_accuracy), _numpy(result.query_class_accuracy, np.float64),
+                                    _numpy(result.rates, np.float32))]
             else:
                 results = batched_task_results(algorithm, params, meta, rule, batch, steps, training=False)
-                scored = list(zip(results.query_accuracy.tolist(), results.rates.float().cpu().numpy()))
+                scored = [TaskScore(*fields) for fields in zip(
+                    results.query_accuracy.tolist(), _numpy(results.query_class_accuracy, np.float64),
+                    _numpy(results.rates, np.float32))]
         yield from scored
+
+
+def _numpy(tensor: torch.Tensor, dtype: type) -> np.ndarray:
+    # to the CPU first: some devices have no float64
+    return tensor.detach().cpu().to(torch.float64).numpy().astype(dtype)
 
 
 def resolve_chunk(ecfg: Mapping[str, Any], device: str, run_one_task: Callable[[], Any]) -> int:

@@ -48,7 +48,11 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
              tuned: Path | None = None) -> dict:
     """Score ``run``'s model on the task list; ``test_dataset`` (default: the training dataset) names the
     dataset the tasks come from, another one for a cross-domain evaluation; ``tuned``: the tuning result
-    (chosen.json) whose settings the run was trained with, when the experiment tunes (``metalr.tune``)."""
+    (chosen.json) whose settings the run was trained with, when the experiment tunes (``metalr.tune``).
+
+    Writes (and returns) the metrics: the mean accuracy with its Student-t 95% interval over the tasks, the
+    accuracy of every task and of every class within it, the step sizes, the task list's hash and number of
+    distinct tasks, the model's hash and the tuning result's."""
     from metalr.tune import config_for_run
 
     cfg, tuning = config_for_run(cfg, run, tuned)
@@ -74,7 +78,7 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     rule = make_rule(run.rule, cfg["rules"])
     params, meta = model["params"], model["meta"]
 
-    accuracies, rates = [], []
+    accuracies, class_accuracies, rates = [], [], []
     episodes = task_list["episodes"]
     load = lambda episode: resize(episode_tensors(split, Episode.from_dict(episode), device=device))  # noqa: E731
     steps = config_mod.evaluation_inner_steps(cfg, run.rule)
@@ -83,9 +87,10 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     chunk = resolve_chunk(ecfg, device, lambda: list(score([load(episodes[0])], chunk=1)))
     tasks = (load(episode) for episode in tqdm(episodes, desc=f"evaluate {run.run_id}", disable=not progress,
                                                mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr))
-    for accuracy, task_rates in score(tasks, chunk=chunk):
-        accuracies.append(accuracy)
-        rates.append(task_rates)
+    for task_score in score(tasks, chunk=chunk):
+        accuracies.append(task_score.accuracy)
+        class_accuracies.append(task_score.class_accuracy)
+        rates.append(task_score.rates)
     rates = np.stack(rates)
     metrics = {
         "run": run.as_dict(cfg["experiment"]),
@@ -93,8 +98,13 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
                        "image_shape": list(split.images.shape[1:]), "resized_to": model["image_shape"]},
         "accuracy": mean_ci95(accuracies),
         "per_task_accuracy": [round(a, 6) for a in accuracies],
+        # class-level scores (metalr.report.method_stats): each task's classes (indices into the test split,
+        # label order, as in the task list) and the accuracy on each one's queries
+        "per_task_classes": [list(episode["classes"]) for episode in episodes],
+        "per_task_class_accuracy": [[round(float(a), 6) for a in task] for task in class_accuracies],
         "inner_steps": steps,
-        "task_list": {"path": str(tasks_path), "sha256": task_list["sha256"]},
+        "task_list": {"path": str(tasks_path), "sha256": task_list["sha256"],
+                      "distinct_tasks": task_list["distinct_tasks"]},
         "lambda": {
             "mean_per_step": [round(float(v), 6) for v in rates.mean(axis=0)],
             "min_per_step": [round(float(v), 6) for v in rates.min(axis=0)],

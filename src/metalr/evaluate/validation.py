@@ -58,7 +58,7 @@ class Validation:
                  for e in self.task_list["episodes"])
         scored = score_tasks(algorithm, params, meta, rule, tasks, self.steps, chunk=1,
                              forward_context=self.forward_context)
-        return np.array([accuracy for accuracy, _ in scored], dtype=np.float64)
+        return np.array([score.accuracy for score in scored], dtype=np.float64)
 
     def record(self) -> Mapping[str, Any]:
         """What a result scored on these tasks records of them."""

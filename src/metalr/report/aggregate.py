@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from metalr.algorithms import ALGORITHMS
 from metalr.config import base_rule, is_untuned
+from metalr.evaluate.stats import mean_ci95
 from metalr.io import read_json
 from metalr.steprules import RULES
+
+from .method_stats import seed_interval
 
 ALGORITHM_ORDER = ("anil", "maml", "fomaml")
 RULE_ORDER = ("fixed", "mlplr")
@@ -33,6 +37,7 @@ COLUMNS = RUN_FIELDS + (
     "inner_steps",
     "task_list_path",
     "task_list_sha256",
+    "task_list_distinct_tasks",
     "config_digest",
     "lambda_mean",
     "lambda_min",
@@ -43,6 +48,11 @@ SETTING = ("dataset", "test_dataset", "ways", "shots")
 TASKS = ("test_dataset", "ways", "shots")  # one frozen task list per test dataset, ways and shots
 METHOD = ("algorithm", "rule")
 PER_TASK = "per_task_accuracy"  # kept in the frame for paired statistics, not written to summary.csv
+# class-level scores (metalr.report.method_stats), kept in the frame like PER_TASK; empty in older metrics files
+PER_TASK_CLASSES = "per_task_classes"
+PER_TASK_CLASS_ACCURACY = "per_task_class_accuracy"
+HIDDEN = (PER_TASK, PER_TASK_CLASSES, PER_TASK_CLASS_ACCURACY)
+CELL_COLUMNS = SETTING + METHOD + ("n_seeds", "mean", "ci95", "seed_sd", "seed_ci95", "n_tasks", "distinct_tasks")
 
 
 def algorithm_rank(name: str) -> tuple[int, str]:
@@ -92,6 +102,7 @@ def _row(path: Path) -> dict:
             inner_steps=int(data["inner_steps"]),
             task_list_path=str(data["task_list"]["path"]),
             task_list_sha256=str(data["task_list"]["sha256"]),
+            task_list_distinct_tasks=int(data["task_list"]["distinct_tasks"]),
             config_digest=str(data.get("config_digest", "")),
         )
     except (KeyError, TypeError) as exc:
@@ -105,6 +116,9 @@ def _row(path: Path) -> dict:
             raise ValueError(f"{path}: evaluation.{key} = {evaluation[key]} differs from run.{key} = {row[key]}; "
                              f"a model is evaluated at the ways and shots it was trained for")
     row[PER_TASK] = tuple(float(a) for a in data.get(PER_TASK) or ())
+    row[PER_TASK_CLASSES] = tuple(tuple(int(c) for c in task) for task in data.get(PER_TASK_CLASSES) or ())
+    row[PER_TASK_CLASS_ACCURACY] = tuple(tuple(float(a) for a in task)
+                                         for task in data.get(PER_TASK_CLASS_ACCURACY) or ())
     lam = data.get("lambda") or {}
     means = _finite(lam.get("mean_per_step") or [])
     mins = _finite(lam.get("min_per_step") or []) or means
@@ -143,10 +157,11 @@ def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 def collect(metrics_paths: list[Path]) -> pd.DataFrame:
     """One row per metrics file: run fields, test dataset, accuracy_mean/ci95/std/n_tasks (fractions),
-    task-list hash, eval λ summary, the metrics path (the columns of summary.csv: COLUMNS) and the
-    per-task accuracies; sorted deterministically. Raises ValueError on a run evaluated twice on one test set."""
+    task-list hash and distinct tasks, eval λ summary, the metrics path (the columns of summary.csv:
+    COLUMNS), the per-task accuracies and the per-task classes with their accuracies (HIDDEN); sorted
+    deterministically. Raises ValueError on a run evaluated twice on one test set."""
     rows = [_row(Path(p)) for p in metrics_paths]
-    df = pd.DataFrame(rows, columns=list(COLUMNS) + [PER_TASK])
+    df = pd.DataFrame(rows, columns=list(COLUMNS + HIDDEN))
     twice = df.duplicated(subset=["experiment", "run_id", "test_dataset"], keep=False)
     if twice.any():
         dup = sorted({f"{r.run_id} on {r.test_dataset}" for r in df[twice].itertuples()})
@@ -175,39 +190,65 @@ def methods(df: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: (algorithm_rank(p[0]), rule_rank(p[1])))
 
 
-def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], tuple[str, int]]:
+class TaskListFacts(NamedTuple):
+    sha256: str
+    n_tasks: int
+    distinct_tasks: int  # tasks that differ (a small split repeats tasks): metalr.data.episodes.distinct_tasks
+
+
+def check_same_tasks(df: pd.DataFrame) -> dict[tuple[str, int, int], TaskListFacts]:
     """Every evaluation on one (test dataset, ways, shots) must use the same task list, whichever dataset
-    the model was trained on; returns (test_dataset, ways, shots) -> (sha256, n_tasks)."""
+    the model was trained on; returns (test_dataset, ways, shots) -> its TaskListFacts."""
     out = {}
     for key, group in df.groupby(list(TASKS), sort=True):
         hashes = sorted(set(group["task_list_sha256"]))
         n_tasks = sorted(set(int(n) for n in group["accuracy_n_tasks"]))
-        if len(hashes) != 1 or len(n_tasks) != 1:
+        distinct = sorted(set(int(n) for n in group["task_list_distinct_tasks"]))
+        if len(hashes) != 1 or len(n_tasks) != 1 or len(distinct) != 1:
             raise ValueError(
                 f"test set {key}: runs were evaluated on different task lists "
-                f"(sha256 {hashes}, n_tasks {n_tasks}); the tables compare methods on identical tasks only"
+                f"(sha256 {hashes}, n_tasks {n_tasks}, distinct tasks {distinct}); the tables compare methods on "
+                f"identical tasks only"
             )
-        out[(str(key[0]), int(key[1]), int(key[2]))] = (hashes[0], n_tasks[0])
+        out[(str(key[0]), int(key[1]), int(key[2]))] = TaskListFacts(hashes[0], n_tasks[0], distinct[0])
     return out
 
 
-def cells(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, test_dataset, ways, shots, algorithm, rule): mean accuracy over seeds and its ± term.
+def per_task_scores(row: dict) -> np.ndarray:
+    """[n_tasks] float64 per-task accuracies of one run (a row of ``collect``); ValueError when they are missing."""
+    scores = np.asarray(row[PER_TASK], dtype=np.float64)
+    if scores.size != int(row["accuracy_n_tasks"]):
+        raise ValueError(f"{row['metrics_path']}: {scores.size} per-task accuracies for n_tasks = "
+                         f"{row['accuracy_n_tasks']}; re-run its evaluation")
+    return scores
 
-    With one seed the ± is that run's 95% CI over test tasks; with several seeds it is
-    1.96 * sd(seed means) / sqrt(n_seeds). Columns: setting + method + mean, ci95, n_seeds.
+
+def cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, test_dataset, ways, shots, algorithm, rule): the CELL_COLUMNS.
+
+    ``mean``: the mean over seeds of each seed's mean accuracy. ``ci95``: the per-task 95% interval,
+    with one seed the run's own (Student t over its tasks), with several the Student-t interval over the
+    tasks of the per-task accuracies averaged over the seeds (every seed is scored on the same tasks).
+    ``seed_sd``: the sample sd of the seed means, the spread across seeds; ``seed_ci95``: the half-width of
+    the Student-t interval of their mean (n_seeds - 1 df); both NaN (n/a) with one seed. Fractions.
     """
+    tasks = check_same_tasks(df)
     out = []
     for key, group in df.groupby(list(SETTING + METHOD), sort=True):
-        means = group["accuracy_mean"].astype(float)
-        n = len(group)
-        if n == 1:
-            ci = float(group["accuracy_ci95"].iat[0])
+        rows = group.to_dict("records")
+        if len(rows) == 1:
+            ci = float(rows[0]["accuracy_ci95"])
         else:
-            ci = 1.96 * float(means.std(ddof=1)) / math.sqrt(n)
-        out.append(
-            dict(zip(SETTING + METHOD, (str(key[0]), str(key[1]), int(key[2]), int(key[3]), str(key[4]), str(key[5]))),
-                 mean=float(means.mean()), ci95=ci, n_seeds=n)
-        )
-    cols = list(SETTING + METHOD) + ["mean", "ci95", "n_seeds"]
-    return pd.DataFrame(out, columns=cols)
+            ci = mean_ci95(np.mean([per_task_scores(r) for r in rows], axis=0))["ci95"]
+        spread = seed_interval([float(r["accuracy_mean"]) for r in rows])
+        facts = tasks[(str(key[1]), int(key[2]), int(key[3]))]
+        out.append(dict(zip(SETTING + METHOD, (str(key[0]), str(key[1]), int(key[2]), int(key[3]), str(key[4]),
+                                                str(key[5]))),
+                        n_seeds=len(rows), mean=spread["mean"], ci95=ci, seed_sd=spread["sd"],
+                        seed_ci95=spread["ci95"], n_tasks=facts.n_tasks, distinct_tasks=facts.distinct_tasks))
+    return pd.DataFrame(out, columns=list(CELL_COLUMNS))
+
+
+def cells_csv(cells_df: pd.DataFrame) -> str:
+    """cells.csv: one line per table cell, the CELL_COLUMNS; across-seed values of one-seed cells are n/a."""
+    return cells_df.to_csv(index=False, lineterminator="\n", na_rep="n/a")

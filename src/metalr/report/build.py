@@ -12,11 +12,13 @@ from . import figures, latex
 from . import paired as paired_mod
 from . import paper as paper_mod
 from . import tables as tables_mod
+from . import method_stats
+from .latex import latex_escape
 from .macros import macros_model
 
 # Fixed names: Snakemake and dvc.yaml declare them; a file with nothing to show says so.
-TEXT_OUTPUTS = ("summary.csv", "paired.csv", "tables.tex", "cross_domain_table.tex", "paper_vs_ours.tex",
-                "paired.tex", "choices.tex", "macros.tex")
+TEXT_OUTPUTS = ("summary.csv", "cells.csv", "paired.csv", "paired_within_seed.csv", "tables.tex",
+                "cross_domain_table.tex", "paper_vs_ours.tex", "paired.tex", "choices.tex", "macros.tex")
 FIGURE_OUTPUTS = ("ways.pdf", "cross_domain.pdf", "lambda.pdf", "lambda.png", "training.pdf")
 OUTPUTS = TEXT_OUTPUTS + FIGURE_OUTPUTS
 
@@ -44,12 +46,38 @@ def _paper_rows(comparison) -> list[dict]:
     return rows
 
 
-def _paired_rows(paired) -> list[dict]:
-    return [{"datasets": tables_mod.column_group_tex(r["dataset"], r["test_dataset"]), "ways": int(r["ways"]),
-             "shots": int(r["shots"]), "algorithm": agg.algorithm_label(r["algorithm"]),
-             "rule": agg.rule_label(r["rule"]), "mean": latex.pct(r["mean"]), "low": latex.pct(r["low"]),
+def _cell_tex(r: dict) -> str:
+    return latex.setting_label(tables_mod.column_group_tex(r["dataset"], r["test_dataset"]), r["ways"], r["shots"])
+
+
+def _interval(low: float, high: float, fmt=latex.pct) -> str:
+    if not (method_stats.is_defined(low) and method_stats.is_defined(high)):
+        return latex.NA
+    return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def _verdict_rows(verdicts, within) -> list[dict]:
+    """The verdict table's rows (paired.tex): per cell and rule, the differences per seed and the method-level
+    statistics, in percentage points (P(improvement) as a probability)."""
+    per_seed = {}
+    for r in within.to_dict("records"):
+        per_seed.setdefault(tuple(r[k] for k in paired_mod.PAIR_KEY + ("rule",)), []).append(latex.pct(r["mean"]))
+    rows = []
+    for r in verdicts.to_dict("records"):
+        rows.append({"cell": _cell_tex(r), "method": latex_escape(agg.method_label(r["algorithm"], r["rule"])),
+                     "seeds": ", ".join(per_seed[tuple(r[k] for k in paired_mod.PAIR_KEY + ("rule",))]),
+                     "mean": latex.pct(r["mean"]), "seed_ci": _interval(r["seed_low"], r["seed_high"]),
+                     "boot_ci": _interval(r["boot_low"], r["boot_high"]),
+                     "poi": latex.or_na(latex.points(r["poi"])),
+                     "poi_ci": _interval(r["poi_low"], r["poi_high"], latex.points), "verdict": r["verdict"]})
+    return rows
+
+
+def _within_rows(within) -> list[dict]:
+    return [{"cell": _cell_tex(r), "method": latex_escape(agg.method_label(r["algorithm"], r["rule"])),
+             "seed": int(r["seed"]), "mean": latex.pct(r["mean"]), "low": latex.pct(r["low"]),
              "high": latex.pct(r["high"]), "p": latex.p_value(r["p_value"])}
-            for r in paired.to_dict("records")]
+            for r in within.to_dict("records")]
 
 
 def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir: Path, experiment: str,
@@ -58,7 +86,7 @@ def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir:
 
     ``metrics_paths`` holds in-domain and cross-domain evaluations alike; ``config_files`` are the
     layered config files of the experiment (default: config/config.yaml alone), read for
-    report.tables, report.paper_results and the choices ledger. Raises ValueError when there are no
+    report.tables, report.paper_results, report.bootstrap and the choices ledger. Raises ValueError when there are no
     metrics, when an input or the config belongs to another experiment, when evaluations on one test
     set used different task lists, or when an evaluation is given twice.
     """
@@ -79,7 +107,9 @@ def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir:
     # compute and render everything before writing anything: an error leaves no partial report
     agg.check_same_tasks(runs)
     cells = agg.cells(runs)
-    paired = paired_mod.paired(runs)
+    bootstrap = cfg["report"]["bootstrap"]
+    paired = paired_mod.paired(runs, bootstrap["resamples"], bootstrap["seed"])
+    within = paired_mod.within_seed(runs)
     comparison = paper_mod.compare(cells, paper_mod.load_paper_results(paper_results_path(cfg)))
     used = {"datasets": set(runs["dataset"]) | set(runs["test_dataset"]) | set(cfg["grid"]["datasets"]),
             "algorithms": set(runs["algorithm"]), "rules": set(runs["rule"])}
@@ -94,17 +124,21 @@ def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir:
 
     texts = {
         "summary.csv": agg.summary_csv(runs),
+        "cells.csv": agg.cells_csv(cells),
         "paired.csv": paired_mod.paired_csv(paired),
+        "paired_within_seed.csv": paired_mod.paired_csv(within),
         "tables.tex": render("accuracy_tables.tex.j2", **tables_mod.tables_context(
             in_domain, experiment, "No in-domain evaluation in this experiment.")),
         "cross_domain_table.tex": render("accuracy_tables.tex.j2", **tables_mod.tables_context(
             cross_tables, experiment, "No cross-domain evaluation in this experiment.")),
         "paper_vs_ours.tex": render("paper_vs_ours.tex.j2", rows=_paper_rows(comparison),
                                     n_cells=len(comparison)),
-        "paired.tex": render("paired.tex.j2", rows=_paired_rows(paired)),
+        "paired.tex": render("paired.tex.j2", verdicts=_verdict_rows(paired, within), within=_within_rows(within),
+                             resamples=bootstrap["resamples"]),
         "choices.tex": render("choices.tex.j2", choices=choices),
         "macros.tex": render("macros.tex.j2", macros=macros_model(runs, experiment, train_meta, labels, paired,
-                                                                  comparison, choices)),
+                                                                  within, comparison, choices,
+                                                                  bootstrap["resamples"])),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -16,6 +16,7 @@ import jinja2
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES_DIR = REPO_ROOT / "paper" / "templates"
 MISSING = "--"
+NA = "n/a"  # a value that one seed cannot give (the spread across seeds, method-level intervals)
 SHORT_HASH = 8
 
 _ESCAPES = {
@@ -103,6 +104,11 @@ def p_value(p: float) -> str:
     if p is None or not math.isfinite(float(p)):
         return MISSING
     return "$<$ 0.001" if p < 0.001 else f"{float(p):.3g}"
+
+
+def or_na(text: str) -> str:
+    """A formatted number, or NA where the formatter found it undefined."""
+    return NA if text == MISSING else text
 
 
 def num(value: float, digits: int = 3) -> str:

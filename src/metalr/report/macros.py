@@ -11,13 +11,14 @@ from decimal import Decimal
 
 import pandas as pd
 
-from metalr.evaluate.stats import Z95
+from metalr.evaluate.stats import CONFIDENCE
 
 from . import aggregate as agg
 from . import choices as choices_mod
+from . import paired as paired_mod
 from . import paper as paper_mod
 from . import tables as tables_mod
-from .latex import MISSING, SHORT_HASH, latex_escape, macro_name, num, pct, points
+from .latex import MISSING, SHORT_HASH, latex_escape, macro_name, num, or_na, pct, points
 
 ALWAYS_PAIRED = ("mlplr",)  # the appendix discusses MLPLR, so its pair macros exist even with no pair
 
@@ -44,8 +45,8 @@ def task_list_digest(runs: pd.DataFrame) -> str:
     """Short digest over all (test set, task-list hash) pairs: one identifier for every table."""
     tasks = agg.check_same_tasks(runs)
     if len(tasks) == 1:
-        return next(iter(tasks.values()))[0][:SHORT_HASH]
-    text = "\n".join(f"{d}/{w}/{s}:{h}" for (d, w, s), (h, _) in sorted(tasks.items()))
+        return next(iter(tasks.values())).sha256[:SHORT_HASH]
+    text = "\n".join(f"{d}/{w}/{s}:{facts.sha256}" for (d, w, s), facts in sorted(tasks.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:SHORT_HASH]
 
 
@@ -69,8 +70,52 @@ def ways_settings(cells: pd.DataFrame) -> list[tuple[str, int, list[int]]]:
     return out
 
 
+def task_repeats_text(tasks: dict[tuple[str, int, int], agg.TaskListFacts]) -> str:
+    """A sentence naming the task lists whose tasks repeat, with their distinct and drawn counts ('' if none)."""
+    repeating = [f"{d} {w}-way {s}-shot ({f.distinct_tasks} distinct of {f.n_tasks})"
+                 for (d, w, s), f in sorted(tasks.items()) if f.distinct_tasks < f.n_tasks]
+    if not repeating:
+        return ""
+    return latex_escape(f"Tasks repeat in the task list(s) of {'; '.join(repeating)}: the split has too few classes "
+                        f"or images for that many different tasks, and each interval weighs a task as often as it "
+                        f"was drawn.")
+
+
+def _verdict_macros(add, paired: pd.DataFrame, within: pd.DataFrame) -> None:
+    """Counts and means per rule (the appendix prose) and every number of the verdict table per pair."""
+    for rule in sorted(set(paired["rule"]) | set(ALWAYS_PAIRED), key=agg.rule_rank):
+        sub, seeds = paired[paired["rule"] == rule], within[within["rule"] == rule]
+        suffix = macro_name(rule)
+        add("NumPaired" + suffix, str(len(sub)), f"cells pairing {rule} with fixed (paired.csv)")
+        for name, value in (("Better", paired_mod.BETTER), ("Worse", paired_mod.WORSE),
+                            ("Unclear", paired_mod.UNCLEAR), ("OneSeed", paired_mod.ONE_SEED)):
+            add(f"NumVerdict{name}" + suffix, str(int((sub["verdict"] == value).sum())), f"of which verdict '{value}'")
+        add("MeanPairedDiff" + suffix, pct(sub["mean"].mean()) if len(sub) else MISSING,
+            f"mean over cells of {rule} - fixed (percentage points; each cell: mean over its seeds)")
+        poi = sub["poi"].dropna()
+        add("MeanPoi" + suffix, or_na(points(poi.mean() if len(poi) else float("nan"))),
+            f"mean over cells with several seeds of P({rule} > fixed)")
+        add("NumWithinSeed" + suffix, str(len(seeds)), f"seed-level pairs of {rule} and fixed (paired_within_seed.csv)")
+        add("NumWithinSeedBetter" + suffix, str(int((seeds["low"] > 0).sum())),
+            "of which the per-task 95% CI is above 0")
+        add("NumWithinSeedWorse" + suffix, str(int((seeds["high"] < 0).sum())),
+            "of which the per-task 95% CI is below 0")
+    for r in paired.to_dict("records"):
+        target = () if r["dataset"] == r["test_dataset"] else ("To", r["test_dataset"])
+        long = macro_name(r["dataset"], *target, r["ways"], "Way", r["shots"], "Shot", r["algorithm"], r["rule"])
+        add("Diff" + long, pct(r["mean"]), f"{setting_label(r['dataset'], r['test_dataset'], r['ways'], r['shots'])} "
+                                          f"{r['algorithm']} {r['rule']} - fixed, mean over seeds (paired.csv)")
+        add("DiffSeedLow" + long, or_na(pct(r["seed_low"])))
+        add("DiffSeedHigh" + long, or_na(pct(r["seed_high"])))
+        add("DiffBootLow" + long, or_na(pct(r["boot_low"])))
+        add("DiffBootHigh" + long, or_na(pct(r["boot_high"])))
+        add("Poi" + long, or_na(points(r["poi"])))
+        add("Verdict" + long, latex_escape(r["verdict"]))
+
+
 def macros_model(runs: pd.DataFrame, experiment: str, train: list[dict], table_labels: list[str],
-                 paired: pd.DataFrame, comparison: pd.DataFrame, choices: list) -> list[dict]:
+                 paired: pd.DataFrame, within: pd.DataFrame, comparison: pd.DataFrame, choices: list,
+                 resamples: int) -> list[dict]:
     """(name, TeX value, comment) of every macro; ValueError when two names clash."""
     cells = agg.cells(runs)
     own_cells = cells[cells["dataset"] == cells["test_dataset"]]
@@ -82,7 +127,7 @@ def macros_model(runs: pd.DataFrame, experiment: str, train: list[dict], table_l
         out.append({"name": name, "value": value, "comment": comment})
 
     add("Experiment", latex_escape(experiment), "config experiment")
-    add("ConfLevel", "95", f"confidence level of every interval (z = {Z95}, metalr.evaluate.stats)")
+    add("ConfLevel", f"{100 * CONFIDENCE:g}", "confidence level of every interval (metalr.evaluate.stats)")
     add("NumRuns", str(len(runs)), "evaluations (metrics files)")
     add("NumInDomainRuns", str(len(tables_mod.in_domain(runs))), "evaluations on the training dataset's test tasks")
     add("NumCrossDomainRuns", str(len(tables_mod.cross_domain(runs))), "evaluations on another dataset's test tasks")
@@ -90,7 +135,10 @@ def macros_model(runs: pd.DataFrame, experiment: str, train: list[dict], table_l
     add("NumSettings", str(len(cols)), "train x test dataset x ways x shots columns")
     add("NumDatasets", str(len(set(runs["dataset"]) | set(runs["test_dataset"]))), "datasets (train or test)")
     add("NumSeeds", _uniform(int(n) for n in cells["n_seeds"]), "seeds per cell (config grid.seeds)")
-    add("NumTestTasks", _uniform(n for _, n in tasks.values()), "test tasks per test set (config evaluate.tasks)")
+    add("NumTestTasks", _uniform(f.n_tasks for f in tasks.values()), "test tasks per test set (config evaluate.tasks)")
+    add("NumDistinctTestTasks", _uniform(f.distinct_tasks for f in tasks.values()),
+        "distinct tasks among them (fewer when a small split repeats tasks)")
+    add("TaskRepeats", task_repeats_text(tasks), "the task lists whose tasks repeat, in a sentence (empty if none)")
     add("EvalInnerSteps", evaluation_steps_text(runs),
         "inner steps at evaluation (config evaluate.inner_steps; evaluate.rules_at_train_steps use train.inner_steps)")
     add("TrainInnerSteps", _uniform(int(t["inner_steps"]) for t in train), "inner steps in training (config train.inner_steps)")
@@ -116,15 +164,10 @@ def macros_model(runs: pd.DataFrame, experiment: str, train: list[dict], table_l
     add("LambdaMlplrMax", num(mlplr["lambda_max"].max()) if len(mlplr) else MISSING, "largest MLPLR step at eval")
     add("LambdaMlplrMean", num(mlplr["lambda_mean"].mean()) if len(mlplr) else MISSING, "mean MLPLR step at eval")
 
-    # paired statistics (paired.csv), per rule
-    for rule in sorted(set(paired["rule"]) | set(ALWAYS_PAIRED), key=agg.rule_rank):
-        sub = paired[paired["rule"] == rule]
-        suffix = macro_name(rule)
-        add("NumPaired" + suffix, str(len(sub)), f"cells pairing {rule} with fixed (paired.csv)")
-        add("NumPairedBetter" + suffix, str(int((sub["low"] > 0).sum())), "of which the paired 95% CI is above 0")
-        add("NumPairedWorse" + suffix, str(int((sub["high"] < 0).sum())), "of which the paired 95% CI is below 0")
-        add("MeanPairedDiff" + suffix, pct(sub["mean"].mean()) if len(sub) else MISSING,
-            f"mean over cells of {rule} - fixed (percentage points)")
+    # rule vs fixed: the verdict across seeds (paired.csv) and the per-task tests within a seed
+    add("BootResamples", str(int(resamples)),
+        "bootstrap replicates of each verdict (config report.bootstrap.resamples)")
+    _verdict_macros(add, paired, within)
 
     # the paper's Tables 1-3 against ours (config report.paper_results)
     n = paper_mod.counts(comparison)
@@ -161,6 +204,7 @@ def macros_model(runs: pd.DataFrame, experiment: str, train: list[dict], table_l
         add("Acc" + macro_name(*long), pct(c.mean), f"{setting_label(c.dataset, c.test_dataset, c.ways, c.shots)} "
                                                     f"{c.algorithm} {c.rule}")
         add("Ci" + macro_name(*long), pct(c.ci95))
+        add("SeedSd" + macro_name(*long), or_na(pct(c.seed_sd)), "sd of the seed means (cells.csv)")
         if single and not target:
             add("Acc" + macro_name(c.algorithm, c.rule, c.shots, "Shot"), pct(c.mean))
             add("Ci" + macro_name(c.algorithm, c.rule, c.shots, "Shot"), pct(c.ci95))

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from . import aggregate as agg
-from .latex import MISSING, SHORT_HASH, latex_escape, pct
+from .latex import MISSING, SHORT_HASH, latex_escape, or_na, pct
 
 OTHER = {"name": "other_datasets", "caption": "the other datasets of this experiment"}
 CROSS = {"name": "cross_domain",
@@ -62,6 +62,7 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
     rows = agg.methods(runs)
     all_ways = sorted({c[2] for c in cols})
     multi_ways = len(all_ways) > 1
+    max_seeds = int(cells["n_seeds"].max())
     lookup = {(c.dataset, c.test_dataset, int(c.ways), int(c.shots), c.algorithm, c.rule): c
               for c in cells.itertuples()}
     # best per column on the value as displayed (ties are all bold)
@@ -77,6 +78,8 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
                 row_cells.append(MISSING)
                 continue
             text = f"{pct(c.mean)} $\\pm$ {pct(c.ci95)}"
+            if max_seeds > 1:  # the spread across seeds beside the per-task interval
+                text += f" ({or_na(pct(c.seed_sd))})"
             row_cells.append(f"\\textbf{{{text}}}" if Decimal(pct(c.mean)) == best[col] else text)
         body.append({"label": agg.method_label(alg, rule), "cells": row_cells,
                      "new_group": prev_alg is not None and alg != prev_alg})
@@ -96,7 +99,7 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
         start += len(g_cols)
 
     task_keys = sorted({(c[1], c[2], c[3]) for c in cols})
-    n_tasks = sorted({tasks[k][1] for k in task_keys})
+    n_tasks = sorted({tasks[k].n_tasks for k in task_keys})
     return {
         "experiment": experiment,
         "caption": spec["caption"],
@@ -108,9 +111,12 @@ def table_model(runs: pd.DataFrame, spec: Mapping[str, Any], experiment: str) ->
         "colspec": "l" + "c" * len(cols),
         "rows": body,
         "n_tasks": n_tasks[0] if len(n_tasks) == 1 else None,
-        "task_lists": [{"label": f"{d} {w}-way {s}-shot", "n_tasks": tasks[(d, w, s)][1],
-                        "hash": tasks[(d, w, s)][0][:SHORT_HASH]} for d, w, s in task_keys],
-        "max_seeds": int(cells["n_seeds"].max()),
+        "task_lists": [{"label": f"{d} {w}-way {s}-shot", "n_tasks": tasks[(d, w, s)].n_tasks,
+                        "distinct": tasks[(d, w, s)].distinct_tasks, "hash": tasks[(d, w, s)].sha256[:SHORT_HASH]}
+                       for d, w, s in task_keys],
+        "repeats": any(tasks[k].distinct_tasks < tasks[k].n_tasks for k in task_keys),
+        "max_seeds": max_seeds,
+        "min_seeds": int(cells["n_seeds"].min()),
         "resize": len(cols) > 6,
     }
 
