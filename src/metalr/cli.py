@@ -89,7 +89,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 def cmd_tasks(args: argparse.Namespace) -> None:
     from metalr import io
-    from metalr.data.arrays import MANIFEST, load_split, read_manifest
+    from metalr.data.arrays import MANIFEST, load_split, read_manifest, split_hashes
     from metalr.data.episodes import make_task_list, unseen_by_record
 
     cfg = _load(args)
@@ -100,6 +100,21 @@ def cmd_tasks(args: argparse.Namespace) -> None:
             raise config_mod.ConfigError(f"{flag} must be an integer >= {least}, got {value}")
     ecfg = cfg["evaluate"]
     data_dir = stages.dataset_dir(cfg, args.dataset)
+    if args.split == "val":
+        # Validation tasks come from the meta-val classes (evaluate.val_tasks of them), by the same mechanism
+        # as the test tasks; they record the val arrays' hashes only, nothing of the test split.
+        if args.unseen_by:
+            raise config_mod.ConfigError("--unseen-by draws cross-domain test tasks; validation tasks take no --unseen-by")
+        split = load_split(data_dir, "val")
+        _check_cell_fits(split, args.dataset, "val", ecfg, args.ways, args.shots, None)
+        task_list = make_task_list(
+            split, dataset=args.dataset, split_name="val", ways=args.ways, shots=args.shots,
+            queries=ecfg["queries"], tasks=ecfg["val_tasks"], seed=ecfg["task_seed"],
+            split_sha256=split_hashes(data_dir, "val"))
+        out = Path(args.out) if args.out else stages.val_tasks_file(cfg, args.dataset, args.ways, args.shots)
+        io.write_json(out, task_list)
+        print(f"{len(task_list['episodes'])} validation tasks, sha256 {task_list['sha256'][:12]} -> {out}")
+        return
     split = load_split(data_dir, ecfg["split"])
     unseen_by = None
     if args.unseen_by:
@@ -107,7 +122,7 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         train_dir = stages.dataset_dir(cfg, args.unseen_by)
         train_classes = read_manifest(train_dir)["splits"]["train"]["classes"]
         unseen_by = unseen_by_record(split.classes, args.unseen_by, train_classes, io.sha256_file(train_dir / MANIFEST))
-    _check_cell_fits(split, args.dataset, ecfg, args.ways, args.shots, unseen_by)
+    _check_cell_fits(split, args.dataset, ecfg["split"], ecfg, args.ways, args.shots, unseen_by)
     task_list = make_task_list(
         split, dataset=args.dataset, split_name=ecfg["split"], ways=args.ways, shots=args.shots,
         queries=ecfg["queries"], tasks=ecfg["tasks"], seed=ecfg["task_seed"],
@@ -120,17 +135,18 @@ def cmd_tasks(args: argparse.Namespace) -> None:
     print(f"{len(task_list['episodes'])} tasks{excluded}, sha256 {task_list['sha256'][:12]} -> {out}")
 
 
-def _check_cell_fits(split, dataset: str, ecfg: dict, ways: int, shots: int, unseen_by: dict | None) -> None:
+def _check_cell_fits(split, dataset: str, split_name: str, ecfg: dict, ways: int, shots: int,
+                     unseen_by: dict | None) -> None:
     """Ways against the classes left, shots + queries against their images: a ConfigError before sampling."""
     left_out = {entry["index"] for entry in (unseen_by or {}).get("excluded", [])}
     counts = [len(images) for c, images in enumerate(split.indices_by_class()) if c not in left_out]
     note = f" ({len(left_out)} left out as meta-train classes of {unseen_by['dataset']})" if left_out else ""
     if ways > len(counts):
-        raise config_mod.ConfigError(f"{ways}-way tasks need {ways} classes; the {ecfg['split']} split of {dataset} "
+        raise config_mod.ConfigError(f"{ways}-way tasks need {ways} classes; the {split_name} split of {dataset} "
                                      f"has {len(counts)}{note}; lower the ways")
     if counts and shots + ecfg["queries"] > min(counts):
         raise config_mod.ConfigError(f"{shots} shots + evaluate.queries {ecfg['queries']} = {shots + ecfg['queries']} "
-                                     f"images per class, but the smallest class of the {ecfg['split']} split of "
+                                     f"images per class, but the smallest class of the {split_name} split of "
                                      f"{dataset} has {min(counts)}; lower the shots or evaluate.queries")
 
 
@@ -151,7 +167,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     run = _run(cfg, args.run)
     out_dir = Path(args.out_dir) if args.out_dir else stages.model_dir(cfg, run)
     log = train(cfg, run, stages.dataset_dir(cfg, run.dataset), out_dir, stages.checkpoint_file(cfg, run),
-                progress=not args.no_progress, device=_device(cfg))
+                progress=not args.no_progress, device=_device(cfg), val_tasks=_optional_path(args.val_tasks),
+                tuned=_optional_path(args.tuned))
     print(f"{run.run_id}: final query accuracy (last {log['log_every']} iterations) "
           f"{log['query_accuracy'][-1]:.3f} -> {out_dir}")
 
@@ -173,10 +190,54 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                    else stages.cross_domain_metrics_file(cfg, run, test))
     out = Path(args.out) if args.out else default_out
     metrics = evaluate(cfg, run, model, tasks, stages.dataset_dir(cfg, test), out, progress=not args.no_progress,
-                       device=_device(cfg), test_dataset=test)
+                       device=_device(cfg), test_dataset=test, tuned=_optional_path(args.tuned))
     acc = metrics["accuracy"]
     print(f"{run.run_id} on {test}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
           f"over {acc['n_tasks']} tasks -> {out}")
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _tuned_run(cfg: dict, args: argparse.Namespace) -> config_mod.Run:
+    """The trial run of ``--cell/--algorithm/--rule``, checked against the config's grid and tune block."""
+    from metalr import tune
+
+    if "tune" not in cfg:
+        raise config_mod.ConfigError("the config has no tune block: there is nothing to tune")
+    dataset, cell = args.cell.split("/")
+    ways, shots = (int(v) for v in cell.removesuffix("s").split("w"))
+    run = tune.trial_run(cfg, dataset, ways, shots, args.algorithm, args.rule)
+    if (dataset, ways, shots, args.algorithm, args.rule) not in config_mod.tuned_cells(cfg):
+        raise config_mod.ConfigError(f"{args.cell} {args.algorithm} {args.rule} is not tuned by this config; tuned: "
+                                     f"{sorted(config_mod.tuned_cells(cfg))}")
+    return run
+
+
+def cmd_trial(args: argparse.Namespace) -> None:
+    from metalr import tune
+
+    cfg = _load(args)
+    run = _tuned_run(cfg, args)
+    out = Path(args.out) if args.out else stages.trial_file(cfg, run, args.trial)
+    result = tune.run_trial(cfg, run, args.trial, stages.dataset_dir(cfg, run.dataset), Path(args.val_tasks),
+                            stages.trial_checkpoint_file(cfg, run, args.trial), out, progress=not args.no_progress,
+                            device=_device(cfg))
+    acc = result["validation"]["accuracy"]
+    print(f"trial {args.trial} of {run.rule} ({result['settings']}): validation accuracy "
+          f"{100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % -> {out}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from metalr import tune
+
+    cfg = _load(args)
+    run = _tuned_run(cfg, args)
+    out = Path(args.out) if args.out else stages.chosen_file(cfg, run)
+    chosen = tune.select([Path(p) for p in args.trials], out)
+    print(f"{args.cell} {args.algorithm} {args.rule}: trial {chosen['trial']} of {chosen['budget']['trials']} "
+          f"({chosen['settings']}), validation accuracy {100 * chosen['validation_accuracy']:.2f} % -> {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -190,6 +251,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     written = build_report(cfg, _sources(args, cfg), stages.all_metrics_files(cfg),
                            [stages.model_dir(cfg, r) for r in runs], out_dir)
     print(f"report: {len(written)} files -> {out_dir}")
+
+
+def cmd_tuning_report(args: argparse.Namespace) -> None:
+    from metalr.report.tuning import build_tuning
+
+    cfg = _load(args)
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
+    written = build_tuning(cfg, [Path(p) for p in args.chosen], [Path(p) for p in args.trials],
+                           [Path(p) for p in args.costs], out_dir)
+    print(f"tuning report: {len(written)} files -> {out_dir}")
 
 
 def cmd_pdf(args: argparse.Namespace) -> None:
@@ -302,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--ways", type=int, required=True)
     p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="test: evaluate.tasks tasks of evaluate.split; val: evaluate.val_tasks of the meta-val classes")
     p.add_argument("--unseen-by", metavar="DATASET",
                    help="a cross-domain task list: leave out the test classes that are meta-train classes of "
                         "DATASET (same WordNet id)")
@@ -310,15 +383,35 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, func, text)
         p.add_argument("--run", required=True, help="<dataset>/<ways>w<shots>s/<algorithm>/<rule>/seed<seed>")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--tuned", help="the run's tuning result (chosen.json), when the config has a tune block")
         if name == "train":
             p.add_argument("--out-dir")
+            p.add_argument("--val-tasks", help="the cell's validation task list (train.validate_every > 0)")
         else:
             p.add_argument("--model")
             p.add_argument("--tasks")
             p.add_argument("--out")
             p.add_argument("--test-dataset", help="the dataset of the test tasks when it is not the training "
                            "dataset (a cross_domain evaluation of the config)")
+    for name, func, text in (("trial", cmd_trial, "one tuning trial: a short meta-training scored on validation tasks"),
+                             ("tune", cmd_tune, "pick the best tuning trial of a cell, algorithm and rule")):
+        p = add(name, func, text)
+        p.add_argument("--cell", required=True, help="<dataset>/<ways>w<shots>s")
+        p.add_argument("--algorithm", required=True)
+        p.add_argument("--rule", required=True)
+        p.add_argument("--out")
+        if name == "trial":
+            p.add_argument("--trial", type=int, required=True, help="0-based index into tune.trials")
+            p.add_argument("--val-tasks", required=True, help="the cell's validation task list")
+            p.add_argument("--no-progress", action="store_true")
+        else:
+            p.add_argument("--trials", nargs="+", required=True, help="every trial file of the cell, algorithm and rule")
     p = add("report", cmd_report, "aggregate the results into tables, figures and macros")
+    p.add_argument("--out-dir")
+    p = add("tuning-report", cmd_tuning_report, "the appendix's tuning section from the tuning results")
+    p.add_argument("--chosen", nargs="+", required=True, help="every chosen.json of the experiment")
+    p.add_argument("--trials", nargs="+", required=True, help="every trial file they name")
+    p.add_argument("--costs", nargs="+", required=True, help="every trial's cost file")
     p.add_argument("--out-dir")
     p = add("pdf", cmd_pdf, "compile the appendix with latexmk")
     p.add_argument("--appendix", default="paper/appendix.tex")
@@ -369,6 +462,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from metalr.data.prepare import NotEnoughSpace
     from metalr.data.splits import SplitFileError
     from metalr.evaluate.evaluate import NonFiniteEvaluation
+    from metalr.evaluate.validation import ValidationError
     from metalr.report.build import IncompleteReport
     from metalr.report.pdf import LatexBuildError, LatexNotInstalled
     from metalr.report.verify import ResultMismatch
@@ -379,7 +473,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
                            CheckpointMismatch, DivergenceError, FileNotFoundError, LatexNotInstalled, LatexBuildError,
                            io.DiskFullError, io.UnsafeTarget, io.UnreadableFile, io.UnsafeFile, io.HashMismatch,
                            io.Busy, LogsTooLarge, NotEnoughSpace, NonFiniteEvaluation, UnreadableImage,
-                           IncompleteReport, ResultMismatch)
+                           IncompleteReport, ResultMismatch, ValidationError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ registries. Any error names the key path, what was wrong and what is allowed, be
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -57,6 +58,18 @@ class UniqueKeyLoader(yaml.SafeLoader):
                                   f"last; merge the two into one")
             first_line[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+UNTUNED_SUFFIX = "-untuned"  # a rule run at its configured values beside its tuned runs (tune.untuned_baseline)
+
+
+def is_untuned(rule: str) -> bool:
+    return rule.endswith(UNTUNED_SUFFIX)
+
+
+def base_rule(rule: str) -> str:
+    """The registered rule of a grid rule name: 'mlplr' for 'mlplr' and for its untuned baseline 'mlplr-untuned'."""
+    return rule.removesuffix(UNTUNED_SUFFIX)
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
@@ -258,12 +271,12 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
     from metalr.data.registry import DATASETS
 
     problems = []
-    mlplr = cfg["rules"]["mlplr"]
-    if mlplr["lr_min"] > mlplr["lr_max"]:
-        problems.append(
-            f"rules.mlplr.lr_min ({mlplr['lr_min']}) is larger than rules.mlplr.lr_max ({mlplr['lr_max']}); "
-            "set lr_min <= lr_max"
-        )
+    from metalr.steprules import RULES
+
+    for name, settings in cfg["rules"].items():
+        problems += [f"rules.{name}.{low} ({settings[low]}) is larger than rules.{name}.{high} ({settings[high]}); "
+                     f"set {low} <= {high}" for low, high in RULES[name].violations(settings)]
+    problems += _check_tuning(cfg)
     train = cfg["train"]
     if train["outer_lr_schedule"] == "cosine" and train["outer_lr_min"] > train["outer_lr"]:
         problems.append(f"train.outer_lr_min ({train['outer_lr_min']}) is larger than train.outer_lr "
@@ -289,13 +302,17 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def _task_demands(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, str, int, int]]:
-    """(config location, stage, dataset, split, ways, shots) of every kind of task the config samples."""
+    """(config location, config section of its queries, dataset, split, ways, shots) of every kind of task
+    the config samples: training tasks, test tasks and, when the experiment validates, validation tasks."""
     blocks = [(where, b["datasets"], b["ways"], b["shots"]) for where, b in grid_blocks(cfg)]
     cross = [(f"cross_domain[{i}]", b["test"], b["ways"], b["shots"]) for i, b in enumerate(cfg["cross_domain"])]
-    stages = {"train": "train", "evaluate": cfg["evaluate"]["split"]}
-    return [(where, stage, dataset, split, ways, shots)
+    kinds = [("train", "train"), ("evaluate", cfg["evaluate"]["split"])]
+    if needs_validation(cfg):
+        kinds.append(("evaluate", "val"))
+    return [(where, section, dataset, split, ways, shots)
             for where, datasets, all_ways, all_shots in blocks + cross
-            for stage, split in stages.items() if stage == "evaluate" or where.startswith("grid")
+            for section, split in kinds if (section, split) == ("evaluate", cfg["evaluate"]["split"])
+            or where.startswith("grid")
             for dataset in datasets for ways in all_ways for shots in all_shots]
 
 
@@ -321,6 +338,57 @@ def _check_against_manifests(cfg: Mapping[str, Any]) -> list[str]:
                             f"class, but the smallest class of the {split} split of {dataset} has {min(meta['counts'])} "
                             f"({path}); lower the shots or {stage}.queries")
     return list(dict.fromkeys(problems))
+
+
+def needs_validation(cfg: Mapping[str, Any]) -> bool:
+    """Whether the experiment draws validation task lists: it tunes, or scores validation during training."""
+    return "tune" in cfg or cfg["train"]["validate_every"] > 0
+
+
+def _check_tuning(cfg: Mapping[str, Any]) -> list[str]:
+    """The ``tune`` block: the same budget for every rule (AlgoPerf's rule), a space for each, model
+    selection on validation only."""
+    from metalr.steprules import RULES
+
+    problems = []
+    train = cfg["train"]
+    if train["select"] == "best_val" and not train["validate_every"]:
+        problems.append("train.select is best_val but train.validate_every is 0: set validate_every > 0 "
+                        "(iterations between validation scores)")
+    if "tune" not in cfg:
+        return problems
+    tune = cfg["tune"]
+    rules = sorted({base_rule(r.rule) for r in grid_runs(cfg)})
+    for key in ("trials", "iterations"):
+        value = tune[key]
+        if isinstance(value, Mapping):
+            missing = sorted(set(rules) - set(value))
+            if missing:
+                problems.append(f"tune.{key}: no value for the grid's rule(s) {missing}")
+            counts = {f"tune.{key}.{rule}": n for rule, n in value.items()}
+            if len(set(counts.values())) > 1:
+                problems.append(f"{', '.join(f'{k} = {n}' for k, n in counts.items())}: every rule gets the same "
+                                f"tune.{key} (an equal tuning budget, AlgoPerf's external tuning rule)")
+    for rule, overrides in tune["space"].items():
+        if rule not in RULES:
+            problems.append(f"tune.space.{rule}: unknown rule; valid: {sorted(RULES)}")
+            continue
+        for setting, space in overrides.items():
+            if setting not in RULES[rule].settings:
+                problems.append(f"tune.space.{rule}.{setting}: {rule} has no setting {setting!r}; "
+                                f"its settings: {sorted(RULES[rule].settings)}")
+            elif "low" in space and not (space["low"] < space["high"] and (not space["log"] or space["low"] > 0)):
+                problems.append(f"tune.space.{rule}.{setting}: need low < high (and low > 0 when log), "
+                                f"got {space['low']}, {space['high']}")
+    for rule in rules:
+        tuned = {n for n, s in RULES[rule].settings.items() if s.tune is not None} | set(tune["space"].get(rule, {}))
+        if not tuned:
+            problems.append(f"tune: rule {rule!r} declares no tunable setting; give it a range in tune.space.{rule}")
+    if tune["sampler"] == "sobol":
+        counts = [tune["trials"]] if isinstance(tune["trials"], int) else list(tune["trials"].values())
+        problems += [f"tune.trials: {n} is not a power of 2, which the Sobol sequence's balance needs; use "
+                     "halton or a power of 2" for n in set(counts) if n & (n - 1)]
+    return problems
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
@@ -374,13 +442,25 @@ def grid_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, dict]]:
 
 
 def grid_runs(cfg: Mapping[str, Any]) -> list[Run]:
-    """Every trained run: the union of the grid's blocks, each a full product of its keys."""
-    return sorted({
+    """Every trained run: the union of the grid's blocks, each a full product of its keys; with
+    ``tune.untuned_baseline``, each run also as ``<rule>-untuned`` at the configured values."""
+    runs = {
         Run(d, w, s, a, r, seed)
         for _, g in grid_blocks(cfg)
         for d in g["datasets"] for w in g["ways"] for s in g["shots"]
         for a in g["algorithms"] for r in g["rules"] for seed in g["seeds"]
-    })
+    }
+    if cfg.get("tune", {}).get("untuned_baseline"):
+        runs |= {dataclasses.replace(run, rule=run.rule + UNTUNED_SUFFIX) for run in runs}
+    return sorted(runs)
+
+
+def tuned_cells(cfg: Mapping[str, Any]) -> list[tuple[str, int, int, str, str]]:
+    """(dataset, ways, shots, algorithm, rule) of every tuned (cell, algorithm, rule): each tuned run's (the
+    untuned baselines are not tuned); none without a ``tune`` block."""
+    if "tune" not in cfg:
+        return []
+    return sorted({(r.dataset, r.ways, r.shots, r.algorithm, r.rule) for r in grid_runs(cfg) if not is_untuned(r.rule)})
 
 
 def grid_datasets(cfg: Mapping[str, Any]) -> list[str]:
@@ -416,4 +496,5 @@ def check_run_in_grid(cfg: Mapping[str, Any], run: Run) -> None:
 def evaluation_inner_steps(cfg: Mapping[str, Any], rule: str) -> int:
     """Inner steps at evaluation: ``evaluate.inner_steps``, or ``train.inner_steps`` for the rules in
     ``evaluate.rules_at_train_steps``."""
-    return cfg["train"]["inner_steps"] if rule in cfg["evaluate"]["rules_at_train_steps"] else cfg["evaluate"]["inner_steps"]
+    at_train_steps = base_rule(rule) in cfg["evaluate"]["rules_at_train_steps"]
+    return cfg["train"]["inner_steps"] if at_train_steps else cfg["evaluate"]["inner_steps"]

@@ -42,7 +42,8 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from metalr import io
-from metalr.config import ConfigError, Run, cross_domain_cells, cross_domain_evaluations, grid_runs
+from metalr.config import (ConfigError, Run, base_rule, cross_domain_cells, cross_domain_evaluations, grid_runs,
+                           is_untuned, needs_validation, tuned_cells)
 
 Cfg = Mapping[str, Any]
 Job = dict[str, str]
@@ -58,6 +59,13 @@ RESOLVED_CONFIG = RESULTS + "/config.yaml"
 CONFIG_SOURCES = RESULTS + "/config-sources.yaml"
 DATASET_DIR = "{root}/{dataset}"
 TASKS = RESULTS + "/tasks/" + CELL + ".json"
+VAL_TASKS = RESULTS + "/tasks/val/" + CELL + ".json"  # meta-validation tasks (evaluate.val_tasks)
+TUNED = CELL + "/{algorithm}/{rule}"  # a tuned (cell, algorithm, rule): its folder under tuning/
+TUNING = RESULTS + "/tuning/" + TUNED
+TRIAL = TUNING + "/trial{trial}.json"
+TRIAL_COST = TUNING + "/trial{trial}-cost.json"  # the trial's device seconds, apart: its bytes vary by machine
+CHOSEN = TUNING + "/chosen.json"
+TRIAL_CHECKPOINT = "work/{experiment}/checkpoints/tuning/" + TUNED + "/trial{trial}.pt"
 # a cross-domain evaluation's test tasks: the test dataset's classes less the training dataset's meta-train ones
 CROSS_DOMAIN_TASKS = RESULTS + "/tasks/{test}/{ways}w{shots}s-unseen-by-{dataset}.json"
 MODEL_DIR = RESULTS + "/models/" + RUN
@@ -84,6 +92,7 @@ REPORT_MANIFEST = "report.json"  # written last: each file's sha256 (metalr.repo
 REPORT_OUTPUTS = REPORT_TEXT_OUTPUTS + REPORT_DVC_OUTPUTS + REPORT_FIGURE_OUTPUTS + (REPORT_MANIFEST,)
 ANALYSIS_OUTPUTS = ("fidelity.pdf", "stepsizes.pdf", "cost.tex", "analyses_macros.tex")
 SCALING_OUTPUTS = ("scaling.pdf", "scaling-macros.tex")
+TUNING_OUTPUTS = ("tuning.tex", "sensitivity.pdf", "tuning-macros.tex")  # metalr.report.tuning
 TEMPLATES = "paper/templates"
 ANALYSIS_TEMPLATES = ("cost.tex.j2",)  # the rest of paper/templates is the report's
 APPENDIX = "paper/appendix.tex"
@@ -196,6 +205,28 @@ def cross_domain_tasks_file(cfg: Cfg, train_dataset: str, test_dataset: str, way
                                             "shots": str(shots)})
 
 
+def val_tasks_file(cfg: Cfg, dataset: str, ways: int, shots: int) -> Path:
+    return inside(VAL_TASKS, cfg, {"dataset": dataset, "ways": str(ways), "shots": str(shots)})
+
+
+def tuned_job(run: Run) -> Job:
+    """The tuning job of ``run``'s (cell, algorithm, rule); its trials add ``trial``."""
+    return {"dataset": run.dataset, "ways": str(run.ways), "shots": str(run.shots), "algorithm": run.algorithm,
+            "rule": base_rule(run.rule)}
+
+
+def trial_file(cfg: Cfg, run: Run, trial: int) -> Path:
+    return inside(TRIAL, cfg, {**tuned_job(run), "trial": str(trial)})
+
+
+def trial_checkpoint_file(cfg: Cfg, run: Run, trial: int) -> Path:
+    return inside(TRIAL_CHECKPOINT, cfg, {**tuned_job(run), "trial": str(trial)})
+
+
+def chosen_file(cfg: Cfg, run: Run) -> Path:
+    return inside(CHOSEN, cfg, tuned_job(run))
+
+
 def model_dir(cfg: Cfg, run: Run) -> Path:
     return inside(MODEL_DIR, cfg, run_job(run))
 
@@ -300,6 +331,52 @@ def _cross_domain_task_jobs(cfg: Cfg) -> list[Job]:
     return [{"dataset": d, "test": t, "ways": str(w), "shots": str(s)} for d, t, w, s in sorted(cells)]
 
 
+def _val_task_jobs(cfg: Cfg) -> list[Job]:
+    cells = {(r.dataset, r.ways, r.shots) for r in grid_runs(cfg)} if needs_validation(cfg) else set()
+    return [{"dataset": d, "ways": str(w), "shots": str(s)} for d, w, s in sorted(cells)]
+
+
+def _tuned_jobs(cfg: Cfg) -> list[Job]:
+    return [{"dataset": d, "ways": str(w), "shots": str(s), "algorithm": a, "rule": r}
+            for d, w, s, a, r in tuned_cells(cfg)]
+
+
+def trial_count(cfg: Cfg, rule: str) -> int:
+    """``tune.trials`` of ``rule``: one integer, or a per-rule mapping (equal by validation)."""
+    trials = cfg["tune"]["trials"]
+    return trials if isinstance(trials, int) else trials[base_rule(rule)]
+
+
+def _trial_jobs(cfg: Cfg) -> list[Job]:
+    return [{**job, "trial": str(k)} for job in _tuned_jobs(cfg) for k in range(trial_count(cfg, job["rule"]))]
+
+
+def _trial_files(cfg: Cfg, job: Mapping[str, str], pattern: str = TRIAL) -> list[str]:
+    return [fill(pattern, cfg, {**job, "trial": str(k)}) for k in range(trial_count(cfg, job["rule"]))]
+
+
+def _is_tuned(cfg: Cfg, job: Mapping[str, str]) -> bool:
+    """Whether a run's job trains with a tuning result (its chosen.json)."""
+    return "tune" in cfg and not is_untuned(job["rule"])
+
+
+def _run_tuning_inputs(cfg: Cfg, job: Mapping[str, str]) -> dict[str, list[str]]:
+    """What a run reads of the tuning stages: its validation tasks, when training validates; its
+    chosen.json, when it is tuned."""
+    inputs = {}
+    if cfg["train"]["validate_every"]:
+        inputs["val_tasks"] = [fill(VAL_TASKS, cfg, job)]
+    if _is_tuned(cfg, job):
+        inputs["tuned"] = [fill(CHOSEN, cfg, {**job, "rule": base_rule(job["rule"])})]
+    return inputs
+
+
+def _run_tuning_argv(cfg: Cfg, job: Mapping[str, str], validation: bool) -> list[str]:
+    inputs = _run_tuning_inputs(cfg, job)
+    return ((["--val-tasks", inputs["val_tasks"][0]] if validation and "val_tasks" in inputs else [])
+            + (["--tuned", inputs["tuned"][0]] if "tuned" in inputs else []))
+
+
 def _train_jobs(cfg: Cfg) -> list[Job]:
     return [run_job(run) for run in grid_runs(cfg)]
 
@@ -331,20 +408,36 @@ def _evaluation_tasks(cfg: Cfg, job: Job) -> str:
 
 
 def _evaluation_inputs(cfg: Cfg, job: Job, root: Path, test: str) -> dict[str, list[str]]:
+    tuned = {key: paths for key, paths in _run_tuning_inputs(cfg, job).items() if key == "tuned"}
     return {"model": [fill(MODEL_DIR, cfg, job) + "/model.pt"], "tasks": [_evaluation_tasks(cfg, job)],
-            "data": dataset_files(cfg, test, [cfg["evaluate"]["split"]])}
+            "data": dataset_files(cfg, test, [cfg["evaluate"]["split"]]), **tuned}
 
 
 def _evaluation_argv(cfg: Cfg, job: Job, out: str, test: str) -> list[str]:
     tasks = _evaluation_tasks(cfg, job)
     extra = ["--test-dataset", test] if test != job["dataset"] else []
     return ["--run", RUN.format(**job), *extra, "--model", fill(MODEL_DIR, cfg, job) + "/model.pt", "--tasks", tasks,
-            "--out", out]
+            *_run_tuning_argv(cfg, job, validation=False), "--out", out]
 
 
 def _train_reads(cfg: Cfg, job: Job) -> list[str]:
-    return ["experiment", "model", f"algorithms.{job['algorithm']}", f"rules.{job['rule']}", "train",
+    # a tuned run's settings come from its chosen.json, an input file; its identity keeps the config's values
+    return ["experiment", "model", f"algorithms.{job['algorithm']}", f"rules.{base_rule(job['rule'])}", "train",
             "deterministic", "compute.tf32", "compute.autocast"]
+
+
+def _validation_reads(cfg: Cfg, job: Job) -> list[str]:
+    """What scoring validation tasks reads besides the task list (an input): the inner steps it adapts for."""
+    return ["evaluate.inner_steps", "evaluate.rules_at_train_steps"]
+
+
+def _trial_reads(cfg: Cfg, job: Job) -> list[str]:
+    """A trial's identity: its run's training keys, validation, and what draws and trains its point (not
+    ``tune.trials``: trial k is the k-th point of the seeded sequence whatever the count)."""
+    rule = job["rule"]
+    return _train_reads(cfg, job) + _validation_reads(cfg, job) + [
+        "tune.seed", "tune.sampler", f"tune.space.{rule}",
+        "tune.iterations" if isinstance(cfg["tune"]["iterations"], int) else f"tune.iterations.{rule}"]
 
 
 def _evaluate_reads(cfg: Cfg, job: Job) -> list[str]:
@@ -353,12 +446,31 @@ def _evaluate_reads(cfg: Cfg, job: Job) -> list[str]:
                                      "evaluate.task_chunk", "evaluate.chunk_memory_mib"]
 
 
+def _tuning_report_inputs(cfg: Cfg, job: Job, root: Path) -> dict[str, list[str]]:
+    tuned = _tuned_jobs(cfg)
+    return {"chosen": [fill(CHOSEN, cfg, j) for j in tuned],
+            "trials": [path for j in tuned for path in _trial_files(cfg, j)],
+            "costs": [path for j in tuned for path in _trial_files(cfg, j, TRIAL_COST)],
+            "templates": [f"{TEMPLATES}/tuning.tex.j2", f"{TEMPLATES}/macros.tex.j2"]}
+
+
+def _tuning_report_argv(cfg: Cfg, job: Job) -> list[str]:
+    inputs = _tuning_report_inputs(cfg, job, Path("."))
+    return (["--chosen", *inputs["chosen"], "--trials", *inputs["trials"], "--costs", *inputs["costs"],
+             "--out-dir", fill(GENERATED, cfg)])
+
+
+def _appendix_generated(cfg: Cfg) -> list[str]:
+    names = REPORT_OUTPUTS + ANALYSIS_OUTPUTS + SCALING_OUTPUTS + (TUNING_OUTPUTS if "tune" in cfg else ())
+    return [f"{fill(GENERATED, cfg)}/{n}" for n in names]
+
+
 def _report_inputs(cfg: Cfg, job: Job, root: Path) -> dict[str, list[str]]:
     runs = [run_job(r) for r in grid_runs(cfg)]
     return {"metrics": [str(p) for p in all_metrics_files(cfg)],
             "logs": [fill(MODEL_DIR, cfg, r) + "/train_log.json" for r in runs],
             "lambdas": [fill(MODEL_DIR, cfg, r) + "/lambdas.npy" for r in runs],
-            "templates": _committed(root, TEMPLATES, "*.tex.j2", exclude=ANALYSIS_TEMPLATES),
+            "templates": _committed(root, TEMPLATES, "*.tex.j2", exclude=ANALYSIS_TEMPLATES + ("tuning.tex.j2",)),
             "paper_results": [cfg["report"]["paper_results"]],
             "sources": [fill(CONFIG_SOURCES, cfg)]}
 
@@ -412,11 +524,50 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
                                "--unseen-by", job["dataset"], "--out", fill(CROSS_DOMAIN_TASKS, cfg, job)],
         code=TASK_CODE),
     Stage(
+        name="val_tasks", command="tasks", doc="freeze the hashed list of meta-validation tasks of a cell (tuning "
+        "trials and train.validate_every score on them; drawn from the val split only)",
+        wildcards=("dataset", "ways", "shots"), key="val/" + CELL, jobs=_val_task_jobs,
+        outputs=lambda cfg, job: {"tasks": fill(VAL_TASKS, cfg, job)},
+        inputs=lambda cfg, job, root: {"data": dataset_files(cfg, job["dataset"], ["val"])},
+        reads=lambda cfg, job: ["evaluate.queries", "evaluate.val_tasks", "evaluate.task_seed"],
+        also_reads=("data.root", "experiment"),
+        argv=lambda cfg, job: ["--dataset", job["dataset"], "--ways", job["ways"], "--shots", job["shots"],
+                               "--split", "val", "--out", fill(VAL_TASKS, cfg, job)],
+        code=TASK_CODE),
+    Stage(
+        name="trial", command="trial", doc="one tuning trial: a short meta-training at one point of the rule's "
+        "search space, scored on the validation tasks (never the test split)",
+        wildcards=("dataset", "ways", "shots", "algorithm", "rule", "trial"), key=TUNED + "/trial{trial}",
+        jobs=_trial_jobs, outputs=lambda cfg, job: {"trial": fill(TRIAL, cfg, job), "cost": fill(TRIAL_COST, cfg, job)},
+        inputs=lambda cfg, job, root: {"data": dataset_files(cfg, job["dataset"], ["train", "val"]),
+                                       "val_tasks": [fill(VAL_TASKS, cfg, job)]},
+        reads=_trial_reads, also_reads=TRAIN_ALSO_READS + ("tune.trials",),
+        argv=lambda cfg, job: ["--cell", CELL.format(**job), "--algorithm", job["algorithm"], "--rule", job["rule"],
+                               "--trial", job["trial"], "--val-tasks", fill(VAL_TASKS, cfg, job),
+                               "--out", fill(TRIAL, cfg, job)],
+        code=("data", "train", "evaluate", "tune.py") + MODEL_CODE),
+    Stage(
+        name="tune", command="tune", doc="pick the best trial of a cell, algorithm and rule on validation accuracy "
+        "(ties to the lower index) into the hashed chosen.json its runs train with",
+        wildcards=("dataset", "ways", "shots", "algorithm", "rule"), key=TUNED, jobs=_tuned_jobs,
+        outputs=lambda cfg, job: {"chosen": fill(CHOSEN, cfg, job)},
+        inputs=lambda cfg, job, root: {"trials": _trial_files(cfg, job)},
+        reads=lambda cfg, job: ["tune.trials"],
+        also_reads=("grid",),
+        argv=lambda cfg, job: ["--cell", CELL.format(**job), "--algorithm", job["algorithm"], "--rule", job["rule"],
+                               "--trials", *_trial_files(cfg, job), "--out", fill(CHOSEN, cfg, job)],
+        code=("tune.py",)),
+    Stage(
         name="train", command="train", doc="meta-train one run (resumable from its checkpoint in work/)",
         wildcards=RUN_WILDCARDS, key=RUN, jobs=_train_jobs, outputs=_model_outputs,
-        inputs=lambda cfg, job, root: {"data": dataset_files(cfg, job["dataset"], ["train"])},
-        reads=_train_reads, also_reads=TRAIN_ALSO_READS,
-        argv=lambda cfg, job: ["--run", RUN.format(**job), "--out-dir", fill(MODEL_DIR, cfg, job)],
+        inputs=lambda cfg, job, root: {
+            "data": dataset_files(cfg, job["dataset"], ["train", "val"] if cfg["train"]["validate_every"] else ["train"]),
+            **_run_tuning_inputs(cfg, job)},
+        reads=lambda cfg, job: _train_reads(cfg, job) + (_validation_reads(cfg, job) if cfg["train"]["validate_every"]
+                                                         else []),
+        also_reads=TRAIN_ALSO_READS,
+        argv=lambda cfg, job: ["--run", RUN.format(**job), *_run_tuning_argv(cfg, job, validation=True),
+                               "--out-dir", fill(MODEL_DIR, cfg, job)],
         code=("data", "train") + MODEL_CODE),
     Stage(
         name="evaluate", command="evaluate", doc="score one run on its cell's frozen test tasks",
@@ -443,6 +594,12 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         reads=lambda cfg, job: sorted(cfg), reads_sources=True,
         argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)],
         code=REPORT_CODE + TASK_CODE + ("provenance.py",)),  # it checks each metrics file's chain of hashes
+    Stage(
+        name="tuning_report", command="tuning-report", doc="the appendix's tuning section: search spaces, every "
+        "trial, the chosen values, the budget and the sensitivity figure",
+        wildcards=(), key="", jobs=lambda cfg: [{}] if "tune" in cfg else [], outputs=_generated(TUNING_OUTPUTS),
+        inputs=_tuning_report_inputs, reads=lambda cfg, job: ["experiment", "tune"],
+        argv=_tuning_report_argv, code=REPORT_CODE + ("tune.py",)),
     Stage(
         name="fidelity", command="fidelity", doc="FOMAML's and iMAML's meta-gradients against exact MAML (float64)",
         wildcards=(), key="", jobs=_single,
@@ -496,7 +653,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         outputs=lambda cfg, job: {"pdf": fill(GENERATED, cfg) + "/appendix.pdf"},
         inputs=lambda cfg, job, root: {
             "appendix": [APPENDIX], "sections": _committed(root, SECTIONS, "*.tex"),
-            "generated": [f"{fill(GENERATED, cfg)}/{n}" for n in REPORT_OUTPUTS + ANALYSIS_OUTPUTS + SCALING_OUTPUTS]},
+            "generated": _appendix_generated(cfg)},
         reads=lambda cfg, job: ["experiment"],
         argv=lambda cfg, job: ["--appendix", APPENDIX, "--gendir", fill(GENERATED, cfg), "--out",
                                fill(GENERATED, cfg) + "/appendix.pdf"],

@@ -77,6 +77,7 @@ wildcard_constraints:
     ways="[0-9]+",
     shots="[0-9]+",
     seed="[0-9]+",
+    trial="[0-9]+",
     name="[^/]+",
 
 # Per stage, what its rule declares. Code is a content digest, params.code; an edit reruns exactly the

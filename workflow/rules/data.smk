@@ -60,3 +60,25 @@ rule tasks_cross_domain:
         runtime=10,
     shell:
         stage_shell("tasks_cross_domain")
+
+
+rule val_tasks:
+    """Freeze the hashed list of meta-validation tasks of a cell (drawn from the val split only): tuning trials
+    and train.validate_every score on them."""
+    input:
+        unpack(stage_inputs("val_tasks")),
+    output:
+        **stage_outputs("val_tasks"),
+    params:
+        settings=stage_settings("val_tasks"),
+        code=CODE["val_tasks"],
+        args=stage_args("val_tasks"),
+    conda:
+        CONDA_ENV
+    log:
+        stage_log("val_tasks"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        stage_shell("val_tasks")

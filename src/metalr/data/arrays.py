@@ -107,6 +107,14 @@ def read_manifest(data_dir: str | Path) -> dict:
     return io.read_json(path, f"delete {Path(data_dir)} and rerun the data stage")
 
 
+def split_hashes(data_dir: str | Path, split: str) -> dict[str, str]:
+    """The sha256 the manifest records for one split's two array files: what a result drawn from that
+    split alone records of its data (a task list, a tuning trial), so that it does not change with the
+    other splits."""
+    files = read_manifest(data_dir)["files"]
+    return {name: files[name] for name in (images_file(split), labels_file(split))}
+
+
 def load_split(data_dir: str | Path, split: str, verify: bool = True) -> SplitArrays:
     """Memory-map one split read-only, after checking its files against the manifest."""
     data_dir = Path(data_dir)

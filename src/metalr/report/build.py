@@ -190,7 +190,9 @@ def build_report(cfg: Mapping[str, Any], sources: Mapping[str, Any], metrics_pat
         "choices.tex": render("choices.tex.j2", choices=choices),
         "macros.tex": render("macros.tex.j2", macros=macros_model(runs, experiment, train_meta, labels, paired,
                                                                   within, comparison, choices,
-                                                                  bootstrap["resamples"])),
+                                                                  bootstrap["resamples"]) + [
+            {"name": "TuningSection", "value": r"\input{sections/tuning}" if "tune" in cfg else "",
+             "comment": "the tuning section, for an experiment that tunes on meta-validation (metalr.tune)"}]),
         "metrics.json": curves.metrics_summary(runs),
         "training_loss.csv": curves.training_curve(logs, "query_loss", stages.training_curve_columns(cfg)),
         "training_accuracy.csv": curves.training_curve(logs, "query_accuracy", stages.training_curve_columns(cfg)),
