@@ -83,6 +83,31 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
     return merged
 
 
+class Overlay(Mapping):
+    """``base`` with some of its keys' values replaced, read through without a copy: a job that reads the
+    overlay reads exactly the keys of ``base`` it asks for (what metalr.stages declares per stage), and the
+    replaced values. Nested replacements are Overlays themselves (``overlay``)."""
+
+    def __init__(self, base: Mapping[str, Any], replaced: Mapping[str, Any]):
+        self._base, self._replaced = base, dict(replaced)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._replaced[key] if key in self._replaced else self._base[key]
+
+    def __iter__(self):
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
+def overlay(base: Mapping[str, Any], replaced: Mapping[str, Any]) -> Overlay:
+    """``base`` with the (nested) values of ``replaced`` in place of its own: {"rules": {"mlplr": {"lr_max": 2}}}
+    replaces one setting, and every other value is read from ``base``."""
+    return Overlay(base, {key: overlay(base[key], value) if isinstance(value, Mapping) and isinstance(base.get(key), Mapping)
+                          else value for key, value in replaced.items()})
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():

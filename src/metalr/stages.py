@@ -475,12 +475,15 @@ def _report_inputs(cfg: Cfg, job: Job, root: Path) -> dict[str, list[str]]:
             "sources": [fill(CONFIG_SOURCES, cfg)]}
 
 
-TRAIN_ALSO_READS = ("compute.device", "compute.batching", "compute.cpu_allocator", "data.root", "grid")
+# `tune`: only whether the experiment tunes, i.e. whether a run needs its chosen.json (an input file)
+TRAIN_ALSO_READS = ("compute.device", "compute.batching", "compute.cpu_allocator", "data.root", "grid", "tune")
 MODEL_CODE = ("models", "algorithms", "steprules", "precision.py", "allocator.py", "devices.py", "seeding.py")
 # what drawing the report's files runs (its statistics come from evaluate/stats.py)
 REPORT_CODE = ("report", "evaluate/__init__.py", "evaluate/stats.py")
 # what reading task lists and metrics runs (a task list's episodes hold a Task)
-TASK_CODE = ("data", "algorithms/base.py", "steprules/base.py")
+# what scoring validation tasks runs (training validates; trials are scored on them)
+VALIDATION_CODE = ("evaluate/__init__.py", "evaluate/chunked.py", "evaluate/validation.py")
+TASK_CODE = ("data", "algorithms/base.py", "models/base.py", "steprules/base.py")
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage(
@@ -545,15 +548,16 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         argv=lambda cfg, job: ["--cell", CELL.format(**job), "--algorithm", job["algorithm"], "--rule", job["rule"],
                                "--trial", job["trial"], "--val-tasks", fill(VAL_TASKS, cfg, job),
                                "--out", fill(TRIAL, cfg, job)],
-        code=("data", "train", "evaluate", "tune.py") + MODEL_CODE),
+        code=("data", "train", "tune.py", "evaluate/stats.py") + VALIDATION_CODE + MODEL_CODE),
     Stage(
         name="tune", command="tune", doc="pick the best trial of a cell, algorithm and rule on validation accuracy "
         "(ties to the lower index) into the hashed chosen.json its runs train with",
         wildcards=("dataset", "ways", "shots", "algorithm", "rule"), key=TUNED, jobs=_tuned_jobs,
         outputs=lambda cfg, job: {"chosen": fill(CHOSEN, cfg, job)},
         inputs=lambda cfg, job, root: {"trials": _trial_files(cfg, job)},
-        reads=lambda cfg, job: ["tune.trials"],
-        also_reads=("grid",),
+        # its identity is its input files, one per trial (tune.trials sets how many)
+        reads=lambda cfg, job: [],
+        also_reads=("grid", "tune"),
         argv=lambda cfg, job: ["--cell", CELL.format(**job), "--algorithm", job["algorithm"], "--rule", job["rule"],
                                "--trials", *_trial_files(cfg, job), "--out", fill(CHOSEN, cfg, job)],
         code=("tune.py",)),
@@ -568,7 +572,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         also_reads=TRAIN_ALSO_READS,
         argv=lambda cfg, job: ["--run", RUN.format(**job), *_run_tuning_argv(cfg, job, validation=True),
                                "--out-dir", fill(MODEL_DIR, cfg, job)],
-        code=("data", "train") + MODEL_CODE),
+        code=("data", "train", "tune.py") + VALIDATION_CODE + MODEL_CODE),
     Stage(
         name="evaluate", command="evaluate", doc="score one run on its cell's frozen test tasks",
         wildcards=RUN_WILDCARDS, key=RUN, jobs=_train_jobs,
@@ -576,7 +580,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         inputs=lambda cfg, job, root: _evaluation_inputs(cfg, job, root, job["dataset"]),
         reads=_evaluate_reads, also_reads=TRAIN_ALSO_READS,
         argv=lambda cfg, job: _evaluation_argv(cfg, job, fill(METRICS, cfg, job), job["dataset"]),
-        code=("data", "train", "evaluate") + MODEL_CODE),
+        code=("data", "train", "evaluate", "tune.py") + MODEL_CODE),
     Stage(
         name="evaluate_cross_domain", command="evaluate",
         doc="score one run on another dataset's test tasks, at its training resolution (Table 3)",
@@ -585,13 +589,13 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         inputs=lambda cfg, job, root: _evaluation_inputs(cfg, job, root, job["test"]),
         reads=_evaluate_reads, also_reads=TRAIN_ALSO_READS + ("cross_domain",),
         argv=lambda cfg, job: _evaluation_argv(cfg, job, fill(CROSS_DOMAIN_METRICS, cfg, job), job["test"]),
-        code=("data", "train", "evaluate") + MODEL_CODE),
+        code=("data", "train", "evaluate", "tune.py") + MODEL_CODE),
     Stage(
         name="report", command="report", doc="tables, figures, macros, the choices ledger, the DVC summary and "
         "curves, from every evaluation",
         wildcards=(), key="", jobs=_single, outputs=_generated(REPORT_OUTPUTS), inputs=_report_inputs,
-        # the choices ledger lists every value of the config, with its source
-        reads=lambda cfg, job: sorted(cfg), reads_sources=True,
+        # the choices ledger lists every value of the config, with its source (and whether it tunes)
+        reads=lambda cfg, job: sorted(set(cfg) | {"tune"}), reads_sources=True,
         argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)],
         code=REPORT_CODE + TASK_CODE + ("provenance.py",)),  # it checks each metrics file's chain of hashes
     Stage(
@@ -626,9 +630,10 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
             "rates": [fill(MODEL_DIR, cfg, run_job(r)) + "/rates.json" for r in grid_runs(cfg)],
             "templates": [f"{TEMPLATES}/{name}" for name in ANALYSIS_TEMPLATES]},
         reads=lambda cfg, job: ["experiment", "rules.metaoptimize", "train.outer_lr_adaptation"],
-        also_reads=("grid",),
+        also_reads=("grid", "tune"),  # which runs (tune.untuned_baseline adds some)
         argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)],
-        code=REPORT_CODE + ("algorithms/base.py", "steprules/base.py", "train/__init__.py", "train/rates.py")),
+        code=REPORT_CODE + ("algorithms/base.py", "models/base.py", "steprules/base.py", "train/__init__.py",
+                            "train/rates.py")),
     Stage(
         name="scaling", command="scaling", doc="time and memory per meta-iteration against inner steps, shots and "
         "task batch",

@@ -88,14 +88,14 @@ def trial_points(cfg: Mapping[str, Any], rule: str) -> list[dict[str, Any]]:
     return [RULES[rule].constrain({d.setting: d.value(float(u)) for d, u in zip(dimensions, row)}) for row in unit]
 
 
-def trial_config(cfg: Mapping[str, Any], rule: str, point: Mapping[str, Any]) -> dict:
+def trial_config(cfg: Mapping[str, Any], rule: str, point: Mapping[str, Any]) -> Mapping[str, Any]:
     """The config a trial trains with: the rule's settings at ``point``, ``tune.iterations`` iterations,
     the last iterate kept (a trial is scored once, at its end)."""
-    from metalr.config import merge
+    from metalr.config import overlay
 
-    return merge(cfg, {"rules": {rule: dict(point)},
-                       "train": {"iterations": budget(cfg, "iterations", rule), "validate_every": 0,
-                                 "select": "last"}})
+    return overlay(cfg, {"rules": {rule: dict(point)},
+                         "train": {"iterations": budget(cfg, "iterations", rule), "validate_every": 0,
+                                   "select": "last"}})
 
 
 def trial_run(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int, algorithm: str, rule: str) -> Run:
@@ -210,22 +210,22 @@ def load_chosen(path: Path, run: Run) -> dict:
     return chosen
 
 
-def config_for_run(cfg: Mapping[str, Any], run: Run, chosen_path: Path | None) -> tuple[dict, dict | None]:
+def config_for_run(cfg: Mapping[str, Any], run: Run, chosen_path: Path | None) -> tuple[Mapping, dict | None]:
     """The config ``run`` trains and is evaluated with, and the tuning result it came from: the tuned
     settings of its rule (from ``chosen_path``) when the experiment tunes and the run is not an untuned
     baseline; else ``cfg`` itself and None.
 
     Raises ConfigError when a tuned run is given no tuning result, or an untuned one is given one."""
-    from metalr.config import is_untuned, merge
+    from metalr.config import is_untuned, overlay
 
     tuned = "tune" in cfg and not is_untuned(run.rule)
     if tuned != (chosen_path is not None):
         need = "needs its tuning result (--tuned <chosen.json>)" if tuned else "takes no tuning result"
         raise ConfigError(f"run {run.run_id} {need}")
     if not tuned:
-        return dict(cfg), None
+        return cfg, None
     chosen = load_chosen(chosen_path, run)
     print(f"{run.run_id}: tuned settings {chosen['settings']} (trial {chosen['trial']} of {chosen['budget']['trials']}, "
           f"validation accuracy {chosen['validation_accuracy']:.4f}) from {chosen_path}", file=sys.stderr)
     record = {"path": str(chosen_path), "sha256": chosen["sha256"], "settings": chosen["settings"]}
-    return merge(cfg, {"rules": {run.rule: chosen["settings"]}}), record
+    return overlay(cfg, {"rules": {run.rule: chosen["settings"]}}), record

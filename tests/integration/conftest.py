@@ -20,3 +20,19 @@ def tiny(tmp_path_factory):
     metalr(root, "dvc-yaml", *TINY_METALR)
     result = run([SNAKEMAKE, "--cores", "2", "--printshellcmds", *TINY], root)
     return root, result
+
+
+TUNED_FILES = ["tests/data/tiny.yaml", "tests/data/no-latex.yaml", "tests/data/tiny-tune.yaml"]
+
+
+@pytest.fixture(scope="session")
+def tuned(tmp_path_factory):
+    """The tiny config with a tune block (tests/data/tiny-tune.yaml), run like ``tiny``; also its dry-run plan."""
+    from tests.integration.workflow_helpers import planned_jobs
+
+    root = copy_workflow(tmp_path_factory.mktemp("tuned"))
+    run(["git", "init", "-q"], root)
+    metalr(root, "dvc-yaml", *(arg for path in TUNED_FILES for arg in ("--configfile", path)))
+    plan = planned_jobs(root, "--configfile", *TUNED_FILES)
+    result = run([SNAKEMAKE, "--cores", "2", "--configfile", *TUNED_FILES], root)
+    return root, plan, result

@@ -16,7 +16,7 @@ import pytest
 
 from metalr import config as config_mod
 from metalr import stages
-from tests.integration.conftest import TINY_FILES
+from tests.integration.conftest import TINY_FILES, TUNED_FILES
 from tests.integration.workflow_helpers import run
 
 RECORDING = Path(__file__).with_name("recording.py")
@@ -26,27 +26,38 @@ def covered(path: str, keys) -> bool:
     return any(path == key or path.startswith(key + ".") for key in keys)
 
 
+def finished_copy(source: Path, files: list[str], tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of a finished workflow (its jobs may rewrite their outputs here) and its resolved config."""
+    root = tmp_path_factory.mktemp("reads") / source.name
+    shutil.copytree(source, root, symlinks=True)
+    return root, config_mod.load([root / "config" / "config.yaml"] + [root / f for f in files])
+
+
 @pytest.fixture(scope="module")
 def finished(tiny, tmp_path_factory):
-    """A copy of the finished tiny workflow (its jobs may rewrite their outputs here) and its resolved config."""
-    root = tmp_path_factory.mktemp("reads") / "tiny"
-    shutil.copytree(tiny[0], root, symlinks=True)
-    cfg = config_mod.load([root / "config" / "config.yaml"] + [root / f for f in TINY_FILES])
-    return root, cfg
+    return finished_copy(tiny[0], TINY_FILES, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def finished_tuned(tuned, tmp_path_factory):
+    return finished_copy(tuned[0], TUNED_FILES, tmp_path_factory)
 
 
 # Every stage the workflow runs on the resolved config, on one job; training and evaluation on two (one
 # algorithm, two rules). The cross-domain stages run the code of tasks and evaluate with a `test` job (the tiny
-# config has none; test_cross_domain_workflow runs them).
+# config has none; test_cross_domain_workflow runs them). The tuning stages run in the tuned workflow, with
+# the training and evaluation of a tuned run (which validates and reads its chosen.json) and of an untuned one.
 CROSS_DOMAIN = ("tasks_cross_domain", "evaluate_cross_domain")
-CASES = [(stage.name, index) for stage in stages.default_stages(pdf=False) if stage.name not in CROSS_DOMAIN
-         for index in ((0, 1) if stage.name in ("train", "evaluate") else (0,))]
+TUNING = ("val_tasks", "trial", "tune", "tuning_report")
+CASES = [(stage.name, index, stage.name in TUNING) for stage in stages.default_stages(pdf=False)
+         if stage.name not in CROSS_DOMAIN for index in ((0, 1) if stage.name in ("train", "evaluate") else (0,))]
+CASES += [(name, index, True) for name in ("train", "evaluate") for index in (0, 1)]  # fixed, fixed-untuned
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{n}-{i}" for n, i in CASES])
-def recorded(finished, request, tmp_path_factory):
-    root, cfg = finished
-    name, index = request.param
+@pytest.fixture(scope="module", params=CASES, ids=[f"{n}-{i}" + ("-tuned" * t) for n, i, t in CASES])
+def recorded(request, tmp_path_factory):
+    name, index, tuned = request.param
+    root, cfg = request.getfixturevalue("finished_tuned" if tuned else "finished")
     stage = stages.STAGES[name]
     job = stage.jobs(cfg)[index]
     out = tmp_path_factory.mktemp("recorded") / "record.json"
@@ -71,7 +82,7 @@ def test_a_stage_reads_every_key_it_declares(recorded):
     assert not unread, f"{stage.name} declares keys it never reads: {unread}"
 
 
-def test_a_stage_runs_only_the_code_it_declares(recorded, finished):
+def test_a_stage_runs_only_the_code_it_declares(recorded):
     stage, _, _, record = recorded
     package = (Path(config_mod.__file__).parent).resolve()
     declared = [package.parent.parent / part for part in stages.code_parts(stage)]

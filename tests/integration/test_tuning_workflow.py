@@ -8,26 +8,16 @@ import yaml
 
 from metalr.io import read_json, sha256_file
 from metalr.train.checkpoint import read_torch
-from tests.integration.workflow_helpers import (SNAKEMAKE, copy_workflow, dvc_changed, dvc_repro, job_counts, metalr,
-                                                planned_jobs, run)
+from tests.integration.conftest import TUNED_FILES
+from tests.integration.workflow_helpers import dvc_changed, dvc_repro, job_counts, planned_jobs
 
 pytestmark = pytest.mark.slow
-FILES = ["tests/data/tiny.yaml", "tests/data/no-latex.yaml", "tune.yaml"]
-TUNE = {"experiment": "tuned", "grid": {"algorithms": ["maml"], "rules": ["fixed", "mlplr"]},
-        "train": {"validate_every": 2, "select": "best_val"}, "evaluate": {"val_tasks": 6},
-        "tune": {"trials": 2, "iterations": 2, "sampler": "halton", "seed": 1, "space": {}, "untuned_baseline": True}}
 TUNED = [("fixed", "fixed"), ("mlplr", "mlplr")]  # (run rule, tuned rule); the -untuned runs read no tuning
 
 
 @pytest.fixture(scope="module")
-def tuned_workflow(tmp_path_factory):
-    root = copy_workflow(tmp_path_factory.mktemp("tuned"))
-    (root / "tune.yaml").write_text(yaml.safe_dump(TUNE))
-    run(["git", "init", "-q"], root)
-    metalr(root, "dvc-yaml", *(arg for path in FILES for arg in ("--configfile", path)))
-    plan = planned_jobs(root, "--configfile", *FILES)
-    result = run([SNAKEMAKE, "--cores", "2", "--configfile", *FILES], root)
-    return root, plan, result
+def tuned_workflow(tuned):
+    return tuned
 
 
 def cell(root, *parts):
@@ -97,8 +87,7 @@ def test_dvc_has_the_same_stages_and_nothing_to_rerun(tuned_workflow):
 def test_one_more_trial_runs_that_trial_only_and_what_depends_on_it(tuned_workflow, tmp_path):
     """Trial k is the k-th point of the seeded sequence whatever the count: the earlier trials are kept."""
     root, _, _ = tuned_workflow
-    more = {**TUNE, "tune": {**TUNE["tune"], "trials": 3}}
-    (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
-    plan = planned_jobs(root, "--configfile", *FILES[:-1], str(tmp_path / "more.yaml"))
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump({"tune": {"trials": 3}}))
+    plan = planned_jobs(root, "--configfile", *TUNED_FILES, str(tmp_path / "more.yaml"))
     assert plan["trial"] == 2 and plan["tune"] == 2  # trial 2 of each rule; both picks are made again
     assert "val_tasks" not in plan and "data" not in plan
