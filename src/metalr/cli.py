@@ -263,6 +263,25 @@ def cmd_tuning_report(args: argparse.Namespace) -> None:
     print(f"tuning report: {len(written)} files -> {out_dir}")
 
 
+def cmd_results_md(args: argparse.Namespace) -> None:
+    from metalr import io
+    from metalr.report import summary
+
+    cfg = _load(args)
+    chosen = [stages.chosen_file(cfg, config_mod.Run(d, w, s, a, r, 0)) for d, w, s, a, r in config_mod.tuned_cells(cfg)]
+    wall = summary.wall_clock(Path(args.time_file)) if args.time_file else None
+    command = " ".join(["metalr results-md", *(f"--configfile {f}" for f in args.configfile),
+                        *(["--time-file <GNU time -v output>"] if args.time_file else [])])
+    block = summary.results_markdown(cfg, stages.report_dir(cfg), chosen, wall, command)
+    out = Path(args.out) if args.out else Path("docs") / "results" / f"{cfg['experiment']}.md"
+    io.write_text(out, f"# Results of experiment `{cfg['experiment']}`\n\n" + block)
+    print(f"results -> {out}")
+    if args.readme:
+        readme = Path(args.readme)
+        io.write_text(readme, summary.replace_block(readme.read_text(encoding="utf-8"), cfg["experiment"], block, readme))
+        print(f"results -> {readme} (between its results:{cfg['experiment']} markers)")
+
+
 def cmd_pdf(args: argparse.Namespace) -> None:
     from metalr.report.pdf import compile_appendix
 
@@ -413,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", nargs="+", required=True, help="every trial file they name")
     p.add_argument("--costs", nargs="+", required=True, help="every trial's cost file")
     p.add_argument("--out-dir")
+    p = add("results-md", cmd_results_md, "the experiment's measured results as Markdown, from its report and "
+                                          "tuning outputs (docs/results/<experiment>.md; --readme: into a README too)")
+    p.add_argument("--time-file", help="the output of GNU `time -v` around the whole snakemake run (its wall time)")
+    p.add_argument("--out")
+    p.add_argument("--readme", help="a Markdown file with the experiment's results markers (e.g. README.md)")
     p = add("pdf", cmd_pdf, "compile the appendix with latexmk")
     p.add_argument("--appendix", default="paper/appendix.tex")
     p.add_argument("--gendir")

@@ -62,6 +62,12 @@ class TuneSpace:
             raise PluginError(f"{where}.tune: need low < high (and low > 0 on a log scale), got {low}, {high}")
         return cls(low, high, bool(raw.get("log", False)), None, raw["source"])
 
+    def describe(self) -> str:
+        """The range in words: 'one of a, b' or '0.001 to 1, log scale'."""
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        return f"{self.low:g} to {self.high:g}" + (", log scale" if self.log else "")
+
     def as_dict(self) -> dict[str, Any]:
         if self.choices is not None:
             return {"choices": list(self.choices), "source": self.source}

@@ -597,7 +597,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
         # the choices ledger lists every value of the config, with its source (and whether it tunes)
         reads=lambda cfg, job: sorted(set(cfg) | {"tune"}), reads_sources=True,
         argv=lambda cfg, job: ["--out-dir", fill(GENERATED, cfg)],
-        code=REPORT_CODE + TASK_CODE + ("provenance.py",)),  # it checks each metrics file's chain of hashes
+        code=REPORT_CODE + TASK_CODE + ("provenance.py", "tune.py")),  # it checks each metrics file's chain of hashes
     Stage(
         name="tuning_report", command="tuning-report", doc="the appendix's tuning section: search spaces, every "
         "trial, the chosen values, the budget and the sensitivity figure",

@@ -76,6 +76,19 @@ def search_space(cfg: Mapping[str, Any], rule: str) -> list[Dimension]:
     return dimensions
 
 
+def tuned_keys(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Every config key the experiment tunes (``rules.<rule>.<setting>`` of the grid's rules), with its range
+    and budget in words, for the choices ledger; empty without a ``tune`` block."""
+    from metalr.config import grid_runs
+
+    if "tune" not in cfg:
+        return {}
+    rules = sorted({base_rule(run.rule) for run in grid_runs(cfg)})
+    return {f"rules.{rule}.{d.setting}": f"{d.space.describe()}; {budget(cfg, 'trials', rule)} trials of "
+            f"{budget(cfg, 'iterations', rule)} iterations per cell and algorithm; range from {d.space.source}"
+            for rule in rules for d in search_space(cfg, rule)}
+
+
 def trial_points(cfg: Mapping[str, Any], rule: str) -> list[dict[str, Any]]:
     """Every trial's settings for ``rule`` (deterministic: the sampler is seeded by ``tune.seed``)."""
     from scipy.stats import qmc

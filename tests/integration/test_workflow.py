@@ -337,7 +337,12 @@ def test_profiles_plan_the_grid_with_gpu_requests(profile, train_resources, tmp_
 
 # The paper's grid (config/paper.yaml): Tables 1-2 = 5 datasets x 2 shots x 6 methods; Figure 3 adds
 # CIFAR-FS at 10/15/20 ways x 2 shots x 6 methods; Table 3 = 6 miniImageNet 5-shot models x 3 test sets.
-PAPER_JOBS = {"data": 5, "tasks": 5 * 2 + 3 * 2, "train": 60 + 36, "evaluate": 96, "evaluate_cross_domain": 18}
+# Its tune block tunes each of the 96 (setting, method) with 8 trials and runs the paper's values beside
+# (the untuned baselines double the runs).
+PAPER_RUNS = 60 + 36
+PAPER_JOBS = {"data": 5, "tasks": 5 * 2 + 3 * 2, "val_tasks": 5 * 2 + 3 * 2, "trial": PAPER_RUNS * 8,
+              "tune": PAPER_RUNS, "train": 2 * PAPER_RUNS, "evaluate": 2 * PAPER_RUNS,
+              "evaluate_cross_domain": 2 * 18}
 
 
 @pytest.mark.parametrize("profile", ["slurm", "local-gpu"])
@@ -347,7 +352,7 @@ def test_profiles_plan_the_whole_paper_grid_with_a_gpu_per_training_and_evaluati
                f"workflow/profiles/{profile}"], repo).stdout
     counts = job_counts(out)
     assert {rule: counts.get(rule) for rule in PAPER_JOBS} == PAPER_JOBS
-    for rule in ("train", "evaluate", "evaluate_cross_domain"):
+    for rule in ("trial", "train", "evaluate", "evaluate_cross_domain"):
         jobs = planned_blocks(out, rule)
         assert len(jobs) == PAPER_JOBS[rule] and all(job.get("gpu") == "1" for job in jobs), rule
     assert all(job.get("gpu", "0") == "0" for job in planned_blocks(out, "data") + planned_blocks(out, "tasks"))

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from metalr import config as config_mod
 from metalr import io, stages
+from metalr import tune as tune_mod
 
 from . import aggregate as agg
 from . import choices as choices_mod
@@ -165,7 +166,7 @@ def build_report(cfg: Mapping[str, Any], sources: Mapping[str, Any], metrics_pat
     comparison = paper_mod.compare(cells, paper_mod.load_paper_results(paper_results_path(cfg)))
     used = {"datasets": set(runs["dataset"]) | set(runs["test_dataset"]) | set(cfg["grid"]["datasets"]),
             "algorithms": set(runs["algorithm"]), "rules": set(runs["rule"])}
-    choices = choices_mod.ledger(cfg, sources, used)
+    choices = choices_mod.ledger(cfg, sources, used, tune_mod.tuned_keys(cfg))
     in_domain = tables_mod.in_domain_tables(runs, cfg["report"]["tables"])
     cross = tables_mod.cross_domain(runs)
     cross_tables = [(dict(tables_mod.CROSS), cross)] if not cross.empty else []

@@ -14,6 +14,7 @@ import yaml
 from metalr.provenance import leaves
 
 PAPER = "paper"
+TUNED = "tuned on meta-val"
 OURS = "our choice"
 OUR_TAGS = {"ours": "", "quick": "quick-run budget", "cpu": "CPU budget"}
 CITED = {"MAML": "Finn et al. 2017"}  # tags that are short names of a reference
@@ -63,13 +64,15 @@ def set_in(source: Mapping[str, Any]) -> str:
 
 
 def ledger(cfg: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
-           used: Mapping[str, set[str]] | None = None) -> list[Choice]:
+           used: Mapping[str, set[str]] | None = None, tuned: Mapping[str, str] | None = None) -> list[Choice]:
     """One Choice per leaf of the resolved config ``cfg``, by key (the order of the resolved config file, whatever
     order the config files were merged in), with its source from ``sources``
     (metalr.provenance.sources). ``used`` maps 'datasets' / 'algorithms' / 'rules' to the names the
     experiment ran; the settings of other datasets, algorithms and rules (data.<dataset>,
     algorithms.<name>, rules.<name>) are left out (all are kept when ``used`` is None). Raises ValueError
-    when ``sources`` lacks a key of ``cfg`` (they were not written together)."""
+    when ``sources`` lacks a key of ``cfg`` (they were not written together). A key in ``tuned``
+    (metalr.tune.tuned_keys: its range and budget in words) is marked as tuned on meta-validation: its
+    value is then the untuned baseline's, and its tag's source is given beside."""
     known = _registries() if used is not None else {}
     out = []
     for key, value in sorted(leaves(cfg), key=lambda leaf: leaf[0]):
@@ -82,13 +85,17 @@ def ledger(cfg: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
             raise ValueError(f"the config sources have no entry for {key}: they belong to another config; "
                              "rewrite both with `metalr config`")
         tag = sources[key]["tag"]
-        out.append(Choice(key, format_value(value), tag, source_of(tag), set_in(sources[key])))
+        source = source_of(tag)
+        if key in (tuned or {}):
+            source = f"{TUNED}: {tuned[key]} (the value is the untuned baseline's: {source})"
+        out.append(Choice(key, format_value(value), tag, source, set_in(sources[key])))
     return out
 
 
 def counts(choices: list[Choice]) -> dict[str, int]:
     return {"all": len(choices),
             "paper": sum(c.source == PAPER for c in choices),
+            "tuned": sum(c.source.startswith(TUNED) for c in choices),
             "cited": sum(c.source.startswith("cited") for c in choices),
             "ours": sum(c.source.startswith(OURS) for c in choices),
             "untagged": sum(not c.tag for c in choices)}

@@ -125,7 +125,7 @@ def paired(runs: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
             compared = method_stats.compare(treatment, control, resamples, seed)
         first = pairs[0][0]
         out.append(dict(
-            zip(PAIR_KEY + ("rule",), key), control=CONTROL, n_seeds=len(pairs),
+            zip(PAIR_KEY + ("rule",), key), control=control_of(key[-1]), n_seeds=len(pairs),
             seeds=" ".join(str(int(row["seed"])) for row, _ in pairs), n_tasks=int(first["accuracy_n_tasks"]),
             distinct_tasks=int(first["task_list_distinct_tasks"]), n_classes=n_classes, mean=spread["mean"],
             seed_sd=spread["sd"], seed_ci95=spread["ci95"], seed_low=spread["low"], seed_high=spread["high"],
