@@ -14,10 +14,10 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 quick: setup
-	snakemake --cores all --configfile config/quick.yaml
+	$(BIN)/snakemake --cores all --configfile config/quick.yaml
 
 test: setup
 	$(BIN)/python -m pytest
 
 dvc-yaml: setup
-	metalr dvc-yaml --configfile config/quick.yaml
+	$(BIN)/python -m metalr dvc-yaml --configfile config/quick.yaml

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from metalr import config as config_mod
-from metalr import paths
+from metalr import stages
 from metalr.models import BACKBONES
 
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (config_mod.ConfigError,)
@@ -20,7 +20,24 @@ def _config_files(args: argparse.Namespace) -> list[Path]:
 
 
 def _load(args: argparse.Namespace) -> dict:
+    """The resolved config of ``--config`` (what jobs read), or the ``--configfile`` files layered over the defaults."""
+    if getattr(args, "config", None):
+        if args.configfile:
+            raise config_mod.ConfigError("give either --config (a resolved config) or --configfile (layered files)")
+        return config_mod.load([args.config])
     return config_mod.load(_config_files(args))
+
+
+def _sources(args: argparse.Namespace, cfg: dict) -> dict:
+    """The source of every value: written beside a resolved config by `metalr config`, or read from the files."""
+    from metalr import provenance
+
+    if getattr(args, "config", None):
+        path = stages.config_sources_file(cfg)
+        if not path.is_file():
+            raise config_mod.ConfigError(f"{path} is missing: it is written with {args.config} by `metalr config`")
+        return config_mod.read_yaml(path)
+    return provenance.sources(_config_files(args), cfg)
 
 
 def _run(cfg: dict, run_id: str) -> config_mod.Run:
@@ -48,13 +65,23 @@ def cmd_validate(args: argparse.Namespace) -> None:
         print(f"  {run.run_id} on {test}")
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    from metalr import provenance
+
+    cfg = _load(args)
+    written = stages.write_resolved(cfg, provenance.sources(_config_files(args), cfg))
+    outputs = stages.STAGES["resolved_config"].outputs(cfg, {})
+    change = f"rewritten: {', '.join(map(str, written))}" if written else "unchanged"
+    print(f"resolved config of experiment {cfg['experiment']!r} -> {outputs['config']} "
+          f"(sources: {outputs['sources']}); {change}")
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from metalr.data.prepare import prepare
-    from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
     _check_dataset(args.dataset)
-    out = Path(args.out) if args.out else dataset_dir(cfg, args.dataset)
+    out = Path(args.out) if args.out else stages.dataset_dir(cfg, args.dataset)
     manifest = prepare(cfg, args.dataset, out)
     counts = {split: len(meta["classes"]) for split, meta in manifest["splits"].items()}
     print(f"{args.dataset}: classes per split {counts} -> {out}")
@@ -62,9 +89,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 def cmd_tasks(args: argparse.Namespace) -> None:
     from metalr import io
-    from metalr.data.arrays import MANIFEST, load_split, read_manifest
+    from metalr.data.arrays import MANIFEST, load_split, read_manifest, split_hashes
     from metalr.data.episodes import make_task_list, unseen_by_record
-    from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
     _check_dataset(args.dataset)
@@ -73,38 +99,54 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         if value < least:
             raise config_mod.ConfigError(f"{flag} must be an integer >= {least}, got {value}")
     ecfg = cfg["evaluate"]
-    data_dir = dataset_dir(cfg, args.dataset)
+    data_dir = stages.dataset_dir(cfg, args.dataset)
+    if args.split == "val":
+        # Validation tasks come from the meta-val classes (evaluate.val_tasks of them), by the same mechanism
+        # as the test tasks; they record the val arrays' hashes only, nothing of the test split.
+        if args.unseen_by:
+            raise config_mod.ConfigError("--unseen-by draws cross-domain test tasks; validation tasks take no --unseen-by")
+        split = load_split(data_dir, "val")
+        _check_cell_fits(split, args.dataset, "val", ecfg, args.ways, args.shots, None)
+        task_list = make_task_list(
+            split, dataset=args.dataset, split_name="val", ways=args.ways, shots=args.shots,
+            queries=ecfg["queries"], tasks=ecfg["val_tasks"], seed=ecfg["task_seed"],
+            split_sha256=split_hashes(data_dir, "val"))
+        out = Path(args.out) if args.out else stages.val_tasks_file(cfg, args.dataset, args.ways, args.shots)
+        io.write_json(out, task_list)
+        print(f"{len(task_list['episodes'])} validation tasks, sha256 {task_list['sha256'][:12]} -> {out}")
+        return
     split = load_split(data_dir, ecfg["split"])
     unseen_by = None
     if args.unseen_by:
         _check_dataset(args.unseen_by)
-        train_dir = dataset_dir(cfg, args.unseen_by)
+        train_dir = stages.dataset_dir(cfg, args.unseen_by)
         train_classes = read_manifest(train_dir)["splits"]["train"]["classes"]
         unseen_by = unseen_by_record(split.classes, args.unseen_by, train_classes, io.sha256_file(train_dir / MANIFEST))
-    _check_cell_fits(split, args.dataset, ecfg, args.ways, args.shots, unseen_by)
+    _check_cell_fits(split, args.dataset, ecfg["split"], ecfg, args.ways, args.shots, unseen_by)
     task_list = make_task_list(
         split, dataset=args.dataset, split_name=ecfg["split"], ways=args.ways, shots=args.shots,
         queries=ecfg["queries"], tasks=ecfg["tasks"], seed=ecfg["task_seed"],
         source_manifest_sha256=io.sha256_file(data_dir / MANIFEST), unseen_by=unseen_by)
-    default = (paths.cross_domain_tasks_file(cfg, args.unseen_by, args.dataset, args.ways, args.shots) if args.unseen_by
-               else paths.tasks_file(cfg, args.dataset, args.ways, args.shots))
+    default = (stages.cross_domain_tasks_file(cfg, args.unseen_by, args.dataset, args.ways, args.shots)
+               if args.unseen_by else stages.tasks_file(cfg, args.dataset, args.ways, args.shots))
     out = Path(args.out) if args.out else default
     io.write_json(out, task_list)
     excluded = f"; {len(unseen_by['excluded'])} test classes seen by {args.unseen_by} left out" if unseen_by else ""
     print(f"{len(task_list['episodes'])} tasks{excluded}, sha256 {task_list['sha256'][:12]} -> {out}")
 
 
-def _check_cell_fits(split, dataset: str, ecfg: dict, ways: int, shots: int, unseen_by: dict | None) -> None:
+def _check_cell_fits(split, dataset: str, split_name: str, ecfg: dict, ways: int, shots: int,
+                     unseen_by: dict | None) -> None:
     """Ways against the classes left, shots + queries against their images: a ConfigError before sampling."""
     left_out = {entry["index"] for entry in (unseen_by or {}).get("excluded", [])}
     counts = [len(images) for c, images in enumerate(split.indices_by_class()) if c not in left_out]
     note = f" ({len(left_out)} left out as meta-train classes of {unseen_by['dataset']})" if left_out else ""
     if ways > len(counts):
-        raise config_mod.ConfigError(f"{ways}-way tasks need {ways} classes; the {ecfg['split']} split of {dataset} "
+        raise config_mod.ConfigError(f"{ways}-way tasks need {ways} classes; the {split_name} split of {dataset} "
                                      f"has {len(counts)}{note}; lower the ways")
     if counts and shots + ecfg["queries"] > min(counts):
         raise config_mod.ConfigError(f"{shots} shots + evaluate.queries {ecfg['queries']} = {shots + ecfg['queries']} "
-                                     f"images per class, but the smallest class of the {ecfg['split']} split of "
+                                     f"images per class, but the smallest class of the {split_name} split of "
                                      f"{dataset} has {min(counts)}; lower the shots or evaluate.queries")
 
 
@@ -114,25 +156,24 @@ def _device(cfg: dict) -> str:
 
     global _gpu_claim
     if cfg["compute"]["device"] != "cpu":
-        _gpu_claim = devices.pin_local_gpu(paths.WORK / "gpu-locks")
+        _gpu_claim = devices.pin_local_gpu(Path(stages.GPU_LOCKS))
     return devices.resolve_device(cfg["compute"]["device"])
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from metalr.data.registry import dataset_dir
     from metalr.train.loop import train
 
     cfg = _load(args)
     run = _run(cfg, args.run)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.model_dir(cfg, run)
-    log = train(cfg, run, dataset_dir(cfg, run.dataset), out_dir, paths.checkpoint_file(cfg, run),
-                progress=not args.no_progress, device=_device(cfg))
+    out_dir = Path(args.out_dir) if args.out_dir else stages.model_dir(cfg, run)
+    log = train(cfg, run, stages.dataset_dir(cfg, run.dataset), out_dir, stages.checkpoint_file(cfg, run),
+                progress=not args.no_progress, device=_device(cfg), val_tasks=_optional_path(args.val_tasks),
+                tuned=_optional_path(args.tuned))
     print(f"{run.run_id}: final query accuracy (last {log['log_every']} iterations) "
           f"{log['query_accuracy'][-1]:.3f} -> {out_dir}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from metalr.data.registry import dataset_dir
     from metalr.evaluate.evaluate import evaluate
     from metalr.train.loop import MODEL_FILE
 
@@ -141,17 +182,62 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     test = args.test_dataset or run.dataset
     if test != run.dataset:
         config_mod.check_cross_domain_evaluation(cfg, run, test)
-    model = Path(args.model) if args.model else paths.model_dir(cfg, run) / MODEL_FILE
-    default_tasks = (paths.tasks_file(cfg, test, run.ways, run.shots) if test == run.dataset
-                     else paths.cross_domain_tasks_file(cfg, run.dataset, test, run.ways, run.shots))
+    model = Path(args.model) if args.model else stages.model_dir(cfg, run) / MODEL_FILE
+    default_tasks = (stages.tasks_file(cfg, test, run.ways, run.shots) if test == run.dataset
+                     else stages.cross_domain_tasks_file(cfg, run.dataset, test, run.ways, run.shots))
     tasks = Path(args.tasks) if args.tasks else default_tasks
-    default_out = paths.metrics_file(cfg, run) if test == run.dataset else paths.cross_domain_metrics_file(cfg, run, test)
+    default_out = (stages.metrics_file(cfg, run) if test == run.dataset
+                   else stages.cross_domain_metrics_file(cfg, run, test))
     out = Path(args.out) if args.out else default_out
-    metrics = evaluate(cfg, run, model, tasks, dataset_dir(cfg, test), out, progress=not args.no_progress,
-                       device=_device(cfg), test_dataset=test)
+    metrics = evaluate(cfg, run, model, tasks, stages.dataset_dir(cfg, test), out, progress=not args.no_progress,
+                       device=_device(cfg), test_dataset=test, tuned=_optional_path(args.tuned))
     acc = metrics["accuracy"]
     print(f"{run.run_id} on {test}: accuracy {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % "
           f"over {acc['n_tasks']} tasks -> {out}")
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _tuned_run(cfg: dict, args: argparse.Namespace) -> config_mod.Run:
+    """The trial run of ``--cell/--algorithm/--rule``, checked against the config's grid and tune block."""
+    from metalr import tune
+
+    if "tune" not in cfg:
+        raise config_mod.ConfigError("the config has no tune block: there is nothing to tune")
+    dataset, cell = args.cell.split("/")
+    ways, shots = (int(v) for v in cell.removesuffix("s").split("w"))
+    run = tune.trial_run(cfg, dataset, ways, shots, args.algorithm, args.rule)
+    if (dataset, ways, shots, args.algorithm, args.rule) not in config_mod.tuned_cells(cfg):
+        raise config_mod.ConfigError(f"{args.cell} {args.algorithm} {args.rule} is not tuned by this config; tuned: "
+                                     f"{sorted(config_mod.tuned_cells(cfg))}")
+    return run
+
+
+def cmd_trial(args: argparse.Namespace) -> None:
+    from metalr import tune
+
+    cfg = _load(args)
+    run = _tuned_run(cfg, args)
+    out = Path(args.out) if args.out else stages.trial_file(cfg, run, args.trial)
+    result = tune.run_trial(cfg, run, args.trial, stages.dataset_dir(cfg, run.dataset), Path(args.val_tasks),
+                            stages.trial_checkpoint_file(cfg, run, args.trial), out, progress=not args.no_progress,
+                            device=_device(cfg))
+    acc = result["validation"]["accuracy"]
+    print(f"trial {args.trial} of {run.rule} ({result['settings']}): validation accuracy "
+          f"{100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} % -> {out}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from metalr import tune
+
+    cfg = _load(args)
+    run = _tuned_run(cfg, args)
+    out = Path(args.out) if args.out else stages.chosen_file(cfg, run)
+    chosen = tune.select([Path(p) for p in args.trials], out)
+    print(f"{args.cell} {args.algorithm} {args.rule}: trial {chosen['trial']} of {chosen['budget']['trials']} "
+          f"({chosen['settings']}), validation accuracy {100 * chosen['validation_accuracy']:.2f} % -> {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -160,18 +246,47 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     cfg = _load(args)
     runs = config_mod.grid_runs(cfg)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
-    verify.check_inputs(paths.all_metrics_files(cfg), Path(cfg["data"]["root"]))  # before any number is read
-    written = build_report(paths.all_metrics_files(cfg), [paths.model_dir(cfg, r) for r in runs],
-                           out_dir, cfg["experiment"], _config_files(args))
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
+    verify.check_inputs(stages.all_metrics_files(cfg), Path(cfg["data"]["root"]))  # before any number is read
+    written = build_report(cfg, _sources(args, cfg), stages.all_metrics_files(cfg),
+                           [stages.model_dir(cfg, r) for r in runs], out_dir)
     print(f"report: {len(written)} files -> {out_dir}")
+
+
+def cmd_tuning_report(args: argparse.Namespace) -> None:
+    from metalr.report.tuning import build_tuning
+
+    cfg = _load(args)
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
+    written = build_tuning(cfg, [Path(p) for p in args.chosen], [Path(p) for p in args.trials],
+                           [Path(p) for p in args.costs], out_dir)
+    print(f"tuning report: {len(written)} files -> {out_dir}")
+
+
+def cmd_results_md(args: argparse.Namespace) -> None:
+    from metalr import io
+    from metalr.report import summary
+
+    cfg = _load(args)
+    chosen = [stages.chosen_file(cfg, config_mod.Run(d, w, s, a, r, 0)) for d, w, s, a, r in config_mod.tuned_cells(cfg)]
+    wall = summary.wall_clock(Path(args.time_file)) if args.time_file else None
+    command = " ".join(["metalr results-md", *(f"--configfile {f}" for f in args.configfile),
+                        *(["--time-file <GNU time -v output>"] if args.time_file else [])])
+    block = summary.results_markdown(cfg, stages.report_dir(cfg), chosen, wall, command)
+    out = Path(args.out) if args.out else Path("docs") / "results" / f"{cfg['experiment']}.md"
+    io.write_text(out, f"# Results of experiment `{cfg['experiment']}`\n\n" + block)
+    print(f"results -> {out}")
+    if args.readme:
+        readme = Path(args.readme)
+        io.write_text(readme, summary.replace_block(readme.read_text(encoding="utf-8"), cfg["experiment"], block, readme))
+        print(f"results -> {readme} (between its results:{cfg['experiment']} markers)")
 
 
 def cmd_pdf(args: argparse.Namespace) -> None:
     from metalr.report.pdf import compile_appendix
 
     cfg = _load(args)
-    gen = Path(args.gendir) if args.gendir else paths.report_dir(cfg)
+    gen = Path(args.gendir) if args.gendir else stages.report_dir(cfg)
     out = Path(args.out) if args.out else gen / "appendix.pdf"
     compile_appendix(Path(args.appendix), gen, out)
     print(f"appendix -> {out}")
@@ -207,7 +322,7 @@ def cmd_scaling(args: argparse.Namespace) -> None:
 
     cfg = _load(args)
     device = devices.resolve_device(args.device)
-    out = Path(args.out) if args.out else paths.scaling_file(cfg)
+    out = Path(args.out) if args.out else stages.scaling_file(cfg)
     print(f"scaling study on {device}: {len(scaling.cases(cfg['analysis']['scaling']))} points")
     scaling.run(cfg, device, out)
     print(f"-> {out}")
@@ -217,19 +332,18 @@ def cmd_scaling_figure(args: argparse.Namespace) -> None:
     from metalr.report import scaling as scaling_report
 
     cfg = _load(args)
-    source = Path(args.scaling_json) if args.scaling_json else paths.scaling_file(cfg)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    source = Path(args.scaling_json) if args.scaling_json else stages.scaling_file(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
     written = scaling_report.write(source, out_dir)
     print(f"scaling figure and macros -> {', '.join(map(str, written))}")
 
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
     from metalr.analysis import fidelity
-    from metalr.data.registry import dataset_dir
 
     cfg = _load(args)
-    out = Path(args.out) if args.out else paths.analysis_dir(cfg) / "fidelity.json"
-    result = fidelity.run(cfg, dataset_dir(cfg, cfg["analysis"]["fidelity"]["dataset"]), out)
+    out = Path(args.out) if args.out else stages.analysis_dir(cfg) / "fidelity.json"
+    result = fidelity.run(cfg, stages.dataset_dir(cfg, cfg["analysis"]["fidelity"]["dataset"]), out)
     print(f"gradient fidelity: {len(result['results'])} comparisons -> {out}")
 
 
@@ -237,7 +351,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
     from metalr.analysis import cost
 
     cfg = _load(args)
-    out = Path(args.out) if args.out else paths.analysis_dir(cfg) / "cost.json"
+    out = Path(args.out) if args.out else stages.analysis_dir(cfg) / "cost.json"
     report = cost.run(cfg, out)
     print(f"cost: {len(report['results'])} algorithm x rule cases -> {out}")
 
@@ -247,10 +361,10 @@ def cmd_analyses(args: argparse.Namespace) -> None:
     from metalr.train.rates import RATES_FILE
 
     cfg = _load(args)
-    analysis = paths.analysis_dir(cfg)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.report_dir(cfg)
+    analysis = stages.analysis_dir(cfg)
+    out_dir = Path(args.out_dir) if args.out_dir else stages.report_dir(cfg)
     written = build_analyses(cfg, analysis / "fidelity.json", analysis / "cost.json",
-                             [paths.model_dir(cfg, r) / RATES_FILE for r in config_mod.grid_runs(cfg)], out_dir)
+                             [stages.model_dir(cfg, r) / RATES_FILE for r in config_mod.grid_runs(cfg)], out_dir)
     print(f"analyses: {len(written)} files -> {out_dir}")
 
 
@@ -258,14 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, func, help_text: str, resolved: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--configfile", action="append", default=[], metavar="YAML",
                        help="config file layered over config/config.yaml (repeatable, later wins)")
+        if resolved:
+            p.add_argument("--config", metavar="YAML", help="a resolved config (results/<experiment>/config.yaml, "
+                           "written by `metalr config`), read alone: what the workflow's jobs use")
         p.set_defaults(func=func)
         return p
 
     add("validate", cmd_validate, "validate the config and list the grid's runs")
+    add("config", cmd_config, "write the resolved config and the source of each value to results/<experiment>/",
+        resolved=False)
     p = add("data", cmd_data, "build a dataset's preprocessed arrays")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", help="output folder (default: <data.root>/<dataset>)")
@@ -273,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--ways", type=int, required=True)
     p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="test: evaluate.tasks tasks of evaluate.split; val: evaluate.val_tasks of the meta-val classes")
     p.add_argument("--unseen-by", metavar="DATASET",
                    help="a cross-domain task list: leave out the test classes that are meta-train classes of "
                         "DATASET (same WordNet id)")
@@ -281,16 +402,41 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, func, text)
         p.add_argument("--run", required=True, help="<dataset>/<ways>w<shots>s/<algorithm>/<rule>/seed<seed>")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--tuned", help="the run's tuning result (chosen.json), when the config has a tune block")
         if name == "train":
             p.add_argument("--out-dir")
+            p.add_argument("--val-tasks", help="the cell's validation task list (train.validate_every > 0)")
         else:
             p.add_argument("--model")
             p.add_argument("--tasks")
             p.add_argument("--out")
             p.add_argument("--test-dataset", help="the dataset of the test tasks when it is not the training "
                            "dataset (a cross_domain evaluation of the config)")
+    for name, func, text in (("trial", cmd_trial, "one tuning trial: a short meta-training scored on validation tasks"),
+                             ("tune", cmd_tune, "pick the best tuning trial of a cell, algorithm and rule")):
+        p = add(name, func, text)
+        p.add_argument("--cell", required=True, help="<dataset>/<ways>w<shots>s")
+        p.add_argument("--algorithm", required=True)
+        p.add_argument("--rule", required=True)
+        p.add_argument("--out")
+        if name == "trial":
+            p.add_argument("--trial", type=int, required=True, help="0-based index into tune.trials")
+            p.add_argument("--val-tasks", required=True, help="the cell's validation task list")
+            p.add_argument("--no-progress", action="store_true")
+        else:
+            p.add_argument("--trials", nargs="+", required=True, help="every trial file of the cell, algorithm and rule")
     p = add("report", cmd_report, "aggregate the results into tables, figures and macros")
     p.add_argument("--out-dir")
+    p = add("tuning-report", cmd_tuning_report, "the appendix's tuning section from the tuning results")
+    p.add_argument("--chosen", nargs="+", required=True, help="every chosen.json of the experiment")
+    p.add_argument("--trials", nargs="+", required=True, help="every trial file they name")
+    p.add_argument("--costs", nargs="+", required=True, help="every trial's cost file")
+    p.add_argument("--out-dir")
+    p = add("results-md", cmd_results_md, "the experiment's measured results as Markdown, from its report and "
+                                          "tuning outputs (docs/results/<experiment>.md; --readme: into a README too)")
+    p.add_argument("--time-file", help="the output of GNU `time -v` around the whole snakemake run (its wall time)")
+    p.add_argument("--out")
+    p.add_argument("--readme", help="a Markdown file with the experiment's results markers (e.g. README.md)")
     p = add("pdf", cmd_pdf, "compile the appendix with latexmk")
     p.add_argument("--appendix", default="paper/appendix.tex")
     p.add_argument("--gendir")
@@ -340,6 +486,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from metalr.data.prepare import NotEnoughSpace
     from metalr.data.splits import SplitFileError
     from metalr.evaluate.evaluate import NonFiniteEvaluation
+    from metalr.evaluate.validation import ValidationError
     from metalr.report.build import IncompleteReport
     from metalr.report.pdf import LatexBuildError, LatexNotInstalled
     from metalr.report.verify import ResultMismatch
@@ -350,7 +497,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
                            CheckpointMismatch, DivergenceError, FileNotFoundError, LatexNotInstalled, LatexBuildError,
                            io.DiskFullError, io.UnsafeTarget, io.UnreadableFile, io.UnsafeFile, io.HashMismatch,
                            io.Busy, LogsTooLarge, NotEnoughSpace, NonFiniteEvaluation, UnreadableImage,
-                           IncompleteReport, ResultMismatch)
+                           IncompleteReport, ResultMismatch, ValidationError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ registries. Any error names the key path, what was wrong and what is allowed, be
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -59,6 +60,18 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+UNTUNED_SUFFIX = "-untuned"  # a rule run at its configured values beside its tuned runs (tune.untuned_baseline)
+
+
+def is_untuned(rule: str) -> bool:
+    return rule.endswith(UNTUNED_SUFFIX)
+
+
+def base_rule(rule: str) -> str:
+    """The registered rule of a grid rule name: 'mlplr' for 'mlplr' and for its untuned baseline 'mlplr-untuned'."""
+    return rule.removesuffix(UNTUNED_SUFFIX)
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
     """Recursive dict merge: mappings merge key by key, everything else is replaced."""
     merged = copy.deepcopy(dict(base))
@@ -68,6 +81,31 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+class Overlay(Mapping):
+    """``base`` with some of its keys' values replaced, read through without a copy: a job that reads the
+    overlay reads exactly the keys of ``base`` it asks for (what metalr.stages declares per stage), and the
+    replaced values. Nested replacements are Overlays themselves (``overlay``)."""
+
+    def __init__(self, base: Mapping[str, Any], replaced: Mapping[str, Any]):
+        self._base, self._replaced = base, dict(replaced)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._replaced[key] if key in self._replaced else self._base[key]
+
+    def __iter__(self):
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
+def overlay(base: Mapping[str, Any], replaced: Mapping[str, Any]) -> Overlay:
+    """``base`` with the (nested) values of ``replaced`` in place of its own: {"rules": {"mlplr": {"lr_max": 2}}}
+    replaces one setting, and every other value is read from ``base``."""
+    return Overlay(base, {key: overlay(base[key], value) if isinstance(value, Mapping) and isinstance(base.get(key), Mapping)
+                          else value for key, value in replaced.items()})
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -258,12 +296,12 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
     from metalr.data.registry import DATASETS
 
     problems = []
-    mlplr = cfg["rules"]["mlplr"]
-    if mlplr["lr_min"] > mlplr["lr_max"]:
-        problems.append(
-            f"rules.mlplr.lr_min ({mlplr['lr_min']}) is larger than rules.mlplr.lr_max ({mlplr['lr_max']}); "
-            "set lr_min <= lr_max"
-        )
+    from metalr.steprules import RULES
+
+    for name, settings in cfg["rules"].items():
+        problems += [f"rules.{name}.{low} ({settings[low]}) is larger than rules.{name}.{high} ({settings[high]}); "
+                     f"set {low} <= {high}" for low, high in RULES[name].violations(settings)]
+    problems += _check_tuning(cfg)
     train = cfg["train"]
     if train["outer_lr_schedule"] == "cosine" and train["outer_lr_min"] > train["outer_lr"]:
         problems.append(f"train.outer_lr_min ({train['outer_lr_min']}) is larger than train.outer_lr "
@@ -289,13 +327,17 @@ def _check_values(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def _task_demands(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, str, int, int]]:
-    """(config location, stage, dataset, split, ways, shots) of every kind of task the config samples."""
+    """(config location, config section of its queries, dataset, split, ways, shots) of every kind of task
+    the config samples: training tasks, test tasks and, when the experiment validates, validation tasks."""
     blocks = [(where, b["datasets"], b["ways"], b["shots"]) for where, b in grid_blocks(cfg)]
     cross = [(f"cross_domain[{i}]", b["test"], b["ways"], b["shots"]) for i, b in enumerate(cfg["cross_domain"])]
-    stages = {"train": "train", "evaluate": cfg["evaluate"]["split"]}
-    return [(where, stage, dataset, split, ways, shots)
+    kinds = [("train", "train"), ("evaluate", cfg["evaluate"]["split"])]
+    if needs_validation(cfg):
+        kinds.append(("evaluate", "val"))
+    return [(where, section, dataset, split, ways, shots)
             for where, datasets, all_ways, all_shots in blocks + cross
-            for stage, split in stages.items() if stage == "evaluate" or where.startswith("grid")
+            for section, split in kinds if (section, split) == ("evaluate", cfg["evaluate"]["split"])
+            or where.startswith("grid")
             for dataset in datasets for ways in all_ways for shots in all_shots]
 
 
@@ -323,6 +365,57 @@ def _check_against_manifests(cfg: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def needs_validation(cfg: Mapping[str, Any]) -> bool:
+    """Whether the experiment draws validation task lists: it tunes, or scores validation during training."""
+    return "tune" in cfg or cfg["train"]["validate_every"] > 0
+
+
+def _check_tuning(cfg: Mapping[str, Any]) -> list[str]:
+    """The ``tune`` block: the same budget for every rule (AlgoPerf's rule), a space for each, model
+    selection on validation only."""
+    from metalr.steprules import RULES
+
+    problems = []
+    train = cfg["train"]
+    if train["select"] == "best_val" and not train["validate_every"]:
+        problems.append("train.select is best_val but train.validate_every is 0: set validate_every > 0 "
+                        "(iterations between validation scores)")
+    if "tune" not in cfg:
+        return problems
+    tune = cfg["tune"]
+    rules = sorted({base_rule(r.rule) for r in grid_runs(cfg)})
+    for key in ("trials", "iterations"):
+        value = tune[key]
+        if isinstance(value, Mapping):
+            missing = sorted(set(rules) - set(value))
+            if missing:
+                problems.append(f"tune.{key}: no value for the grid's rule(s) {missing}")
+            counts = {f"tune.{key}.{rule}": n for rule, n in value.items()}
+            if len(set(counts.values())) > 1:
+                problems.append(f"{', '.join(f'{k} = {n}' for k, n in counts.items())}: every rule gets the same "
+                                f"tune.{key} (an equal tuning budget, AlgoPerf's external tuning rule)")
+    for rule, overrides in tune["space"].items():
+        if rule not in RULES:
+            problems.append(f"tune.space.{rule}: unknown rule; valid: {sorted(RULES)}")
+            continue
+        for setting, space in overrides.items():
+            if setting not in RULES[rule].settings:
+                problems.append(f"tune.space.{rule}.{setting}: {rule} has no setting {setting!r}; "
+                                f"its settings: {sorted(RULES[rule].settings)}")
+            elif "low" in space and not (space["low"] < space["high"] and (not space["log"] or space["low"] > 0)):
+                problems.append(f"tune.space.{rule}.{setting}: need low < high (and low > 0 when log), "
+                                f"got {space['low']}, {space['high']}")
+    for rule in rules:
+        tuned = {n for n, s in RULES[rule].settings.items() if s.tune is not None} | set(tune["space"].get(rule, {}))
+        if not tuned:
+            problems.append(f"tune: rule {rule!r} declares no tunable setting; give it a range in tune.space.{rule}")
+    if tune["sampler"] == "sobol":
+        counts = [tune["trials"]] if isinstance(tune["trials"], int) else list(tune["trials"].values())
+        problems += [f"tune.trials: {n} is not a power of 2, which the Sobol sequence's balance needs; use "
+                     "halton or a power of 2" for n in set(counts) if n & (n - 1)]
+    return problems
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     validator = StrictValidator(_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
@@ -345,16 +438,10 @@ class Run:
     seed: int
 
     @property
-    def cell(self) -> str:
-        return f"{self.ways}w{self.shots}s"
-
-    @property
-    def name(self) -> str:
-        return f"{self.algorithm}/{self.rule}/seed{self.seed}"
-
-    @property
     def run_id(self) -> str:
-        return f"{self.dataset}/{self.cell}/{self.name}"
+        from metalr.stages import RUN, run_job  # the layout's one home (metalr.stages imports this module)
+
+        return RUN.format(**run_job(self))
 
     def as_dict(self, experiment: str) -> dict:
         return {"experiment": experiment, **asdict(self), "run_id": self.run_id}
@@ -362,14 +449,12 @@ class Run:
     @classmethod
     def parse(cls, run_id: str) -> "Run":
         """Inverse of ``run_id``: 'glyphs/5w1s/maml/mlplr/seed1'."""
-        try:
-            dataset, cell, algorithm, rule, seed = run_id.split("/")
-            ways, shots = cell.removesuffix("s").split("w")
-            return cls(dataset, int(ways), int(shots), algorithm, rule, int(seed.removeprefix("seed")))
-        except ValueError as exc:
-            raise ConfigError(
-                f"run id {run_id!r} is not of the form <dataset>/<ways>w<shots>s/<algorithm>/<rule>/seed<seed>"
-            ) from exc
+        from metalr.stages import RUN, job_run, parse_run_id
+
+        job = parse_run_id(run_id)
+        if job is None:
+            raise ConfigError(f"run id {run_id!r} is not of the form {RUN.replace('{', '<').replace('}', '>')}")
+        return job_run(job)
 
 
 GRID_KEYS = ("datasets", "algorithms", "rules", "ways", "shots", "seeds")
@@ -382,13 +467,25 @@ def grid_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, dict]]:
 
 
 def grid_runs(cfg: Mapping[str, Any]) -> list[Run]:
-    """Every trained run: the union of the grid's blocks, each a full product of its keys."""
-    return sorted({
+    """Every trained run: the union of the grid's blocks, each a full product of its keys; with
+    ``tune.untuned_baseline``, each run also as ``<rule>-untuned`` at the configured values."""
+    runs = {
         Run(d, w, s, a, r, seed)
         for _, g in grid_blocks(cfg)
         for d in g["datasets"] for w in g["ways"] for s in g["shots"]
         for a in g["algorithms"] for r in g["rules"] for seed in g["seeds"]
-    })
+    }
+    if cfg.get("tune", {}).get("untuned_baseline"):
+        runs |= {dataclasses.replace(run, rule=run.rule + UNTUNED_SUFFIX) for run in runs}
+    return sorted(runs)
+
+
+def tuned_cells(cfg: Mapping[str, Any]) -> list[tuple[str, int, int, str, str]]:
+    """(dataset, ways, shots, algorithm, rule) of every tuned (cell, algorithm, rule): each tuned run's (the
+    untuned baselines are not tuned); none without a ``tune`` block."""
+    if "tune" not in cfg:
+        return []
+    return sorted({(r.dataset, r.ways, r.shots, r.algorithm, r.rule) for r in grid_runs(cfg) if not is_untuned(r.rule)})
 
 
 def grid_datasets(cfg: Mapping[str, Any]) -> list[str]:
@@ -421,37 +518,8 @@ def check_run_in_grid(cfg: Mapping[str, Any], run: Run) -> None:
                           f"{[r.run_id for r in grid_runs(cfg)]}")
 
 
-def train_slice(cfg: Mapping[str, Any], run: Run) -> dict:
-    """The config values a training run depends on (and nothing else): its digest triggers reruns."""
-    return {
-        "run": asdict(run),
-        "data": {run.dataset: cfg["data"].get(run.dataset)},
-        "model": cfg["model"],
-        "algorithm": cfg["algorithms"].get(run.algorithm),
-        "rule": cfg["rules"][run.rule],
-        "train": cfg["train"],
-        "deterministic": cfg["deterministic"],
-        "precision": {key: cfg["compute"][key] for key in ("tf32", "autocast")},
-    }
-
-
-def tasks_slice(cfg: Mapping[str, Any], dataset: str, ways: int, shots: int) -> dict:
-    ev = cfg["evaluate"]
-    return {
-        "dataset": dataset, "data": cfg["data"].get(dataset), "ways": ways, "shots": shots,
-        "queries": ev["queries"], "tasks": ev["tasks"], "split": ev["split"], "task_seed": ev["task_seed"],
-    }
-
-
 def evaluation_inner_steps(cfg: Mapping[str, Any], rule: str) -> int:
     """Inner steps at evaluation: ``evaluate.inner_steps``, or ``train.inner_steps`` for the rules in
     ``evaluate.rules_at_train_steps``."""
-    return cfg["train"]["inner_steps"] if rule in cfg["evaluate"]["rules_at_train_steps"] else cfg["evaluate"]["inner_steps"]
-
-
-def evaluate_slice(cfg: Mapping[str, Any], run: Run) -> dict:
-    return {"train": train_slice(cfg, run), "evaluate": cfg["evaluate"]}
-
-
-def digest(obj: Any) -> str:
-    return io.sha256_json(obj)[:16]
+    at_train_steps = base_rule(rule) in cfg["evaluate"]["rules_at_train_steps"]
+    return cfg["train"]["inner_steps"] if at_train_steps else cfg["evaluate"]["inner_steps"]

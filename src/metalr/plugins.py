@@ -62,6 +62,12 @@ class TuneSpace:
             raise PluginError(f"{where}.tune: need low < high (and low > 0 on a log scale), got {low}, {high}")
         return cls(low, high, bool(raw.get("log", False)), None, raw["source"])
 
+    def describe(self) -> str:
+        """The range in words: 'one of a, b' or '0.001 to 1, log scale'."""
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        return f"{self.low:g} to {self.high:g}" + (", log scale" if self.log else "")
+
     def as_dict(self) -> dict[str, Any]:
         if self.choices is not None:
             return {"choices": list(self.choices), "source": self.source}
@@ -130,6 +136,26 @@ class Plugin:
 
     def defaults(self) -> dict[str, Any]:
         return {k: s.default for k, s in self.settings.items()}
+
+    @property
+    def constraints(self) -> list[tuple[str, str, str]]:
+        """The SPEC's ``constraints``: ``[lower, "<=", upper]`` triples between two settings."""
+        constraints = [tuple(c) for c in self.spec.get("constraints", [])]
+        if any(len(c) != 3 or c[1] != "<=" for c in constraints):
+            raise PluginError(f"{self.module}.SPEC constraints must be [setting, '<=', setting] triples: {constraints}")
+        return constraints
+
+    def violations(self, settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The constraints ``settings`` breaks, as (lower, upper) setting names."""
+        return [(low, high) for low, _, high in self.constraints if settings[low] > settings[high]]
+
+    def constrain(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """``point`` with each violated constraint ``a <= b`` met by setting a to b (tuning's rule)."""
+        point = dict(point)
+        for low, _, high in self.constraints:
+            if low in point and high in point and point[low] > point[high]:
+                point[low] = point[high]
+        return point
 
     def load(self) -> Any:
         """The implementation (imports the module, and with it torch)."""

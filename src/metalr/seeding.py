@@ -41,13 +41,17 @@ def configure_torch(threads: int, deterministic: bool) -> None:
 
 
 def environment(device: str = "cpu") -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        metalr_version = version("metalr")
+    except PackageNotFoundError:  # run from a source tree (PYTHONPATH), not installed: say so in the record
+        metalr_version = "not installed (run from a source tree)"
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": str(torch.__version__),  # a plain str: TorchVersion is no type a weights-only load accepts
         "numpy": np.__version__,
-        "metalr": version("metalr"),
+        "metalr": metalr_version,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.workflow_helpers import ENV, copy_workflow, job_counts, run
+from tests.integration.workflow_helpers import ENV, SNAKEMAKE, copy_workflow, job_counts, run
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +20,7 @@ TRAIN = {"iterations": 24, "inner_steps": 1, "task_batch": 2, "queries": 2, "log
 
 def write_config(root: Path, experiment: str, algorithms: list[str]) -> tuple[list[str], list[str]]:
     """A config training ``algorithms`` x fixed; returns (config args, the runs' model files as targets).
-
-    Always the same file: the config files' names are part of every job's params, so a new name would
-    rebuild the dataset."""
+    The data settings are the same in every one, so the dataset is built once for all of them."""
     cfg = {"experiment": experiment, "data": DATA, "model": {"filters": 4}, "train": TRAIN,
            "grid": {"algorithms": algorithms, "rules": ["fixed"], "shots": [1]},
            "evaluate": {"tasks": 10, "inner_steps": 1, "queries": 3}}
@@ -36,7 +34,7 @@ def checkpoint(root: Path, experiment: str, algorithm: str) -> Path:
 
 
 def start(root: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(["snakemake", "--cores", "1", *args], cwd=root, env=ENV, stdout=subprocess.PIPE,
+    return subprocess.Popen([SNAKEMAKE, "--cores", "1", *args], cwd=root, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -53,7 +51,7 @@ def root(tmp_path_factory):
     """A copied workflow whose dataset is already built."""
     root = copy_workflow(tmp_path_factory.mktemp("interrupted"))
     args, _ = write_config(root, "data_only", ["anil"])
-    run(["snakemake", "--cores", "1", *args, "--", "data/glyphs/manifest.json"], root)
+    run([SNAKEMAKE, "--cores", "1", *args, "--", "data/glyphs/manifest.json"], root)
     return root
 
 
@@ -72,13 +70,13 @@ def test_group_killed_mid_job_reruns_only_that_job_and_resumes(root):
     assert not (root / killed).exists()  # atomic outputs: nothing half-written for Snakemake to trust
     finished = (root / done).stat().st_mtime_ns
 
-    plan = run(["snakemake", "-n", "--cores", "1", *args, "--", *targets], root).stdout
+    plan = run([SNAKEMAKE, "-n", "--cores", "1", *args, "--", *targets], root).stdout
     assert job_counts(plan) == {"train": 1} and f"reason: Missing output files: {killed}" in plan
-    refused = run(["snakemake", "--cores", "1", *args, "--", *targets], root, check=False)
+    refused = run([SNAKEMAKE, "--cores", "1", *args, "--", *targets], root, check=False)
     assert refused.returncode != 0 and "--unlock" in refused.stdout + refused.stderr  # the kill left its lock
 
-    run(["snakemake", "--unlock", *args], root)
-    rerun = run(["snakemake", "--cores", "1", *args, "--", *targets], root)
+    run([SNAKEMAKE, "--unlock", *args], root)
+    rerun = run([SNAKEMAKE, "--cores", "1", *args, "--", *targets], root)
     assert job_counts(rerun.stderr) == {"train": 1}
     log = (root / f"logs/killed/train/glyphs/5w1s/{algorithms[killed]}/fixed/seed1.log").read_text()
     assert f"{algorithms[killed]}/fixed/seed1: resuming from work/killed/checkpoints/" in log
@@ -97,9 +95,9 @@ def test_driver_killed_after_its_job_wrote_the_outputs_reports_them_incomplete(r
     proc.communicate()
     wait_for(lambda: log.exists() and "final query accuracy" in log.read_text())
 
-    reported = run(["snakemake", "-n", "--cores", "1", *args, "--", target], root, check=False)
+    reported = run([SNAKEMAKE, "-n", "--cores", "1", *args, "--", target], root, check=False)
     text = reported.stdout + reported.stderr
     assert reported.returncode != 0 and "IncompleteFilesException" in text and target in text
-    run(["snakemake", "--unlock", *args], root)
-    rebuilt = run(["snakemake", "--cores", "1", "--rerun-incomplete", *args, "--", target], root)
+    run([SNAKEMAKE, "--unlock", *args], root)
+    rebuilt = run([SNAKEMAKE, "--cores", "1", "--rerun-incomplete", *args, "--", target], root)
     assert job_counts(rebuilt.stderr) == {"train": 1}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from metalr.io import read_json
-from tests.integration.workflow_helpers import copy_workflow, run
+from tests.integration.workflow_helpers import SNAKEMAKE, copy_workflow, run
 
 pytestmark = pytest.mark.slow
 REPORT = ("cells.csv", "paired.csv", "paired_within_seed.csv", "paired.tex", "tables.tex", "macros.tex")
@@ -24,7 +24,7 @@ def seeds_workflow(tmp_path_factory):
     tiny["report"] = {**tiny.get("report", {}), "latex": False, "bootstrap": {"resamples": 500, "seed": 0}}
     (root / "seeds.yaml").write_text(yaml.safe_dump(tiny))
     # the targets before --configfile, which takes every path after it
-    run(["snakemake", *(f"paper/generated/seeds/{name}" for name in REPORT), "--cores", "2",
+    run([SNAKEMAKE, *(f"paper/generated/seeds/{name}" for name in REPORT), "--cores", "2",
          "--configfile", "seeds.yaml"], root)
     return root
 

@@ -12,19 +12,19 @@ import pytest
 import yaml
 
 from metalr import config as config_mod
-from metalr import io, paths
+from metalr import io, stages
 from metalr.config import REPO_ROOT
 from metalr.report import build, figures, pdf
 from metalr.train.loop import lock_file
 from tests.unit.synthetic import RUN_ID, metalr, write_config
-from tests.unit.test_report import EXPERIMENT, config_file, make_inputs
+from tests.unit.test_report import make_inputs, report
 
 RUN = config_mod.Run.parse(RUN_ID)
 
 
 def lock_of(folder) -> os.PathLike:
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, folder / "tiny.yaml"])
-    return folder / lock_file(paths.checkpoint_file(cfg, RUN))
+    return folder / lock_file(stages.checkpoint_file(cfg, RUN))
 
 
 def test_a_second_training_of_the_same_run_fails_fast_naming_the_first(tmp_path, blobs_root):
@@ -53,7 +53,7 @@ def test_a_killed_trainings_lock_does_not_block_the_next(tmp_path, blobs_root):
 def reported(tmp_path_factory):
     root = tmp_path_factory.mktemp("reported")
     metrics_paths, log_dirs = make_inputs(root)
-    build.build_report(metrics_paths, log_dirs, root / "generated", EXPERIMENT, config_file(root))
+    report(metrics_paths, log_dirs, root / "generated", root)
     return root
 
 
@@ -69,7 +69,7 @@ def inputs(reported, tmp_path):
 
 def rebuild(tmp_path, inputs):
     metrics_paths, log_dirs, out, _ = inputs
-    return build.build_report(metrics_paths, log_dirs, out, EXPERIMENT, config_file(tmp_path))
+    return report(metrics_paths, log_dirs, out, tmp_path)
 
 
 def test_a_report_that_fails_while_rendering_leaves_the_previous_one_whole(tmp_path, inputs, monkeypatch):

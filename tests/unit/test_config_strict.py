@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from metalr import cli, paths
+from metalr import cli, stages
 from metalr import config as config_mod
 from metalr.algorithms import ALGORITHMS, get_algorithm
 from metalr.config import ConfigError
@@ -85,13 +85,13 @@ def test_experiment_names_stay_one_plain_folder(tmp_path, name):
 def test_every_output_path_is_checked_to_stay_in_its_root():
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG])
     run = config_mod.Run.parse(RUN_ID)
-    assert paths.metrics_file(cfg, run).parts[:2] == ("results", cfg["experiment"])
+    assert stages.metrics_file(cfg, run).parts[:2] == ("results", cfg["experiment"])
     cfg["experiment"] = ".."  # past validation (the guard behind it)
-    for build in (lambda: paths.metrics_file(cfg, run), lambda: paths.model_dir(cfg, run),
-                  lambda: paths.report_dir(cfg), lambda: paths.checkpoint_file(cfg, run)):
+    for build in (lambda: stages.metrics_file(cfg, run), lambda: stages.model_dir(cfg, run),
+                  lambda: stages.report_dir(cfg), lambda: stages.checkpoint_file(cfg, run)):
         with pytest.raises(ConfigError, match="is not inside"):
             build()
-    from metalr.data.registry import dataset_dir
+    from metalr.stages import dataset_dir
     with pytest.raises(ConfigError, match="is not inside data/"):
         dataset_dir({"data": {"root": "data"}}, "..")
 

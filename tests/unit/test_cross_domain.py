@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from metalr import cli
 from metalr import config as config_mod
-from metalr import io, paths
+from metalr import io, stages
 from metalr.algorithms import get_algorithm
 from metalr.config import ConfigError, Run
 from metalr.data.arrays import load_split, write_dataset
@@ -146,7 +146,7 @@ def test_cross_domain_evaluations_pair_every_method_of_the_cell_with_every_test_
     assert {(run.algorithm, run.rule) for run, _ in evaluations} == methods
     assert all(run.dataset == "glyphs" and run.shots == 5 for run, _ in evaluations)
     assert config_mod.grid_datasets(cfg) == ["cub", "glyphs", "omniglot"]
-    files = paths.all_metrics_files(cfg)
+    files = stages.all_metrics_files(cfg)
     assert len(files) == len(set(files)) == len(config_mod.grid_runs(cfg)) + len(evaluations)
 
 
@@ -197,6 +197,6 @@ def test_cli_evaluates_across_domains_into_its_own_metrics_file(tmp_path, monkey
                      "--unseen-by", "glyphs"]) == 0
     assert cli.main(["evaluate", *args, "--run", run_id, "--test-dataset", "omniglot", "--no-progress"]) == 0
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, tmp_path / "tiny.yaml"])
-    out = paths.cross_domain_metrics_file(cfg, Run.parse(run_id), "omniglot")
+    out = stages.cross_domain_metrics_file(cfg, Run.parse(run_id), "omniglot")
     assert io.read_json(out)["evaluation"]["dataset"] == "omniglot"
-    assert not paths.metrics_file(cfg, Run.parse(run_id)).exists()
+    assert not stages.metrics_file(cfg, Run.parse(run_id)).exists()

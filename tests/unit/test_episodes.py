@@ -58,7 +58,7 @@ def test_bad_counts_are_refused(dataset_dir):
 def test_task_list_is_deterministic_and_hashed(dataset_dir, tmp_path):
     split = load_split(dataset_dir, "test")
     kwargs = dict(dataset="toy", split_name="test", ways=3, shots=1, queries=2, tasks=25, seed=1,
-                  source_manifest_sha256="x")
+                  split_sha256={})
     first, second = make_task_list(split, **kwargs), make_task_list(split, **kwargs)
     assert io.canonical_json(first) == io.canonical_json(second)
     assert make_task_list(split, **{**kwargs, "seed": 2})["sha256"] != first["sha256"]

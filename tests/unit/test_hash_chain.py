@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from metalr import cli, io, paths
+from metalr import cli, io, stages
 from metalr import config as config_mod
 from metalr.data.arrays import load_split
 from metalr.data.episodes import make_task_list
@@ -33,10 +33,10 @@ def project(built, tmp_path, monkeypatch):
     shutil.copytree(built, copy)
     monkeypatch.chdir(copy)
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, copy / "tiny.yaml"])
-    return {"root": copy, "model": paths.model_dir(cfg, RUN) / MODEL_FILE, "log": paths.model_dir(cfg, RUN) / LOG_FILE,
-            "metrics": paths.metrics_file(cfg, RUN), "tasks": paths.tasks_file(cfg, "glyphs", 3, 1),
-            "manifest": copy / "data" / "glyphs" / "manifest.json", "report": paths.report_dir(cfg),
-            "checkpoint": paths.checkpoint_file(cfg, RUN), "cfg": cfg}
+    return {"root": copy, "model": stages.model_dir(cfg, RUN) / MODEL_FILE, "log": stages.model_dir(cfg, RUN) / LOG_FILE,
+            "metrics": stages.metrics_file(cfg, RUN), "tasks": stages.tasks_file(cfg, "glyphs", 3, 1),
+            "manifest": copy / "data" / "glyphs" / "manifest.json", "report": stages.report_dir(cfg),
+            "checkpoint": stages.checkpoint_file(cfg, RUN), "cfg": cfg}
 
 
 def stage(capsys, *argv: str) -> tuple[int, str]:

@@ -76,4 +76,4 @@ def test_imaml_trains_end_to_end(data_dir, tmp_path):  # noqa: F811
     model = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
     start = init_model(cfg, run, model["image_shape"])
     assert not torch.equal(model["params"]["head.weight"], start["head.weight"])
-    assert model["config"]["algorithm"] == cfg["algorithms"]["imaml"]
+    assert model["config"]["algorithms.imaml"] == cfg["algorithms"]["imaml"]

@@ -158,7 +158,7 @@ def test_a_task_list_of_a_small_split_counts_its_repeats(tmp_path):
     split = SplitArrays(images=np.zeros((6, 1, 4, 4), dtype=np.uint8), labels=np.repeat(np.arange(3), 2),
                         classes=("a", "b", "c"))
     tasks = make_task_list(split, dataset="glyphs", split_name="test", ways=3, shots=1, queries=1, tasks=40, seed=1,
-                           source_manifest_sha256="0" * 64)
+                           split_sha256={})
     assert tasks["format"] == TASK_LIST_FORMAT and tasks["tasks"] == 40
     assert 1 < tasks["distinct_tasks"] <= 8 and tasks["distinct_tasks"] == distinct_tasks(tasks["episodes"])
     write_json(tmp_path / "t.json", tasks)

@@ -12,6 +12,7 @@ import torch
 
 from metalr import cli
 from metalr import config as config_mod
+from metalr import provenance
 from metalr.algorithms import ALGORITHMS, get_algorithm
 from metalr.models import BACKBONES, get_backbone, widths
 from metalr.plugins import PluginError, Registry, read_spec
@@ -55,6 +56,11 @@ def test_every_algorithm_is_wired_everywhere_from_its_spec():
             assert getattr(algorithm, setting) == default == cfg["algorithms"][name][setting]
 
 
+def ledger_of(files):
+    cfg = config_mod.load(files)
+    return {c.key: c for c in choices.ledger(cfg, provenance.sources(files, cfg))}
+
+
 def test_every_backbone_is_wired_everywhere_from_its_spec():
     """Selectable in every config key that names one (training, evaluation and fidelity through model.name, cost,
     scaling) and in `metalr bench`; its SPEC's widths are the ones it builds."""
@@ -91,12 +97,12 @@ def test_an_unknown_backbone_is_refused_with_the_valid_ones(key):
 
 
 def test_ledger_takes_a_plugin_default_source_from_its_spec(tmp_path):
-    ledger = {c.key: c for c in choices.ledger([config_mod.DEFAULT_CONFIG])}
+    ledger = ledger_of([config_mod.DEFAULT_CONFIG])
     assert ledger["rules.fixed.lr"].tag == "MAML" and ledger["rules.fixed.lr"].set_in == "metalr.steprules.fixed"
     assert ledger["rules.mlplr.lr_max"].source.startswith(choices.OURS)
     layered = tmp_path / "layer.yaml"
     layered.write_text("rules:\n  fixed:\n    lr: 0.1  # [quick] smaller\n")
-    ledger = {c.key: c for c in choices.ledger([config_mod.DEFAULT_CONFIG, layered])}
+    ledger = ledger_of([config_mod.DEFAULT_CONFIG, layered])
     assert (ledger["rules.fixed.lr"].value, ledger["rules.fixed.lr"].tag) == ("0.1", "quick")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from metalr import cli, io, paths
+from metalr import cli, io, stages
 from metalr import config as config_mod
 from metalr.data import images, mini_imagenet, omniglot
 from metalr.data.arrays import write_dataset
@@ -60,7 +60,7 @@ def test_cross_domain_tasks_leave_out_the_classes_the_training_set_meta_trained_
     assert cli.main(["tasks", *args, "--unseen-by", "mini_imagenet"]) == 0
     assert "3 test classes seen by mini_imagenet left out" in capsys.readouterr().out
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, root / "tiny.yaml"])
-    task_list = io.read_json(paths.cross_domain_tasks_file(cfg, "mini_imagenet", "stanford_dogs", 3, 1))
+    task_list = io.read_json(stages.cross_domain_tasks_file(cfg, "mini_imagenet", "stanford_dogs", 3, 1))
     unseen = task_list["unseen_by"]
     assert [e["wordnet_id"] for e in unseen["excluded"]] == SEEN
     assert (unseen["classes_total"], unseen["classes_remaining"]) == (7, 4)
@@ -69,7 +69,7 @@ def test_cross_domain_tasks_leave_out_the_classes_the_training_set_meta_trained_
 
     assert cli.main(["evaluate", "--configfile", "tiny.yaml", "--run", run_id, "--test-dataset", "stanford_dogs",
                      "--no-progress"]) == 0
-    metrics = io.read_json(paths.cross_domain_metrics_file(cfg, config_mod.Run.parse(run_id), "stanford_dogs"))
+    metrics = io.read_json(stages.cross_domain_metrics_file(cfg, config_mod.Run.parse(run_id), "stanford_dogs"))
     assert metrics["evaluation"]["unseen_by"]["classes_remaining"] == 4
     assert [e["class"] for e in metrics["evaluation"]["unseen_by"]["excluded"]] == dogs_test[:3]
 
@@ -90,7 +90,7 @@ def test_nan_during_evaluation_stops_naming_run_task_and_step_and_writes_no_metr
     project = tiny_project(tmp_path / "project", blobs_root)
     monkeypatch.chdir(project)
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, project / "tiny.yaml"])
-    metrics = paths.metrics_file(cfg, config_mod.Run.parse(RUN_ID))
+    metrics = stages.metrics_file(cfg, config_mod.Run.parse(RUN_ID))
     metrics.unlink()
 
     def nan_at_the_second_step(name, settings):
@@ -133,14 +133,14 @@ def test_a_model_with_inf_weights_is_stopped_too(tmp_path, blobs_root, monkeypat
     monkeypatch.chdir(project)
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, project / "tiny.yaml"])
     run = config_mod.Run.parse(RUN_ID)
-    model_path = paths.model_dir(cfg, run) / "model.pt"
+    model_path = stages.model_dir(cfg, run) / "model.pt"
     model = torch.load(model_path, weights_only=True)
     model["params"]["head.weight"] = torch.full_like(model["params"]["head.weight"], float("inf"))
     sha = checkpoint.write_torch(model_path, model)  # as training would have recorded it
     log = model_path.parent / "train_log.json"
     io.write_json(log, {**io.read_json(log), "model_sha256": sha})
-    paths.metrics_file(cfg, run).unlink()
+    stages.metrics_file(cfg, run).unlink()
     assert cli.main(["evaluate", "--configfile", "tiny.yaml", "--run", RUN_ID, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "stopped at task 1 of 12" in err and "inner step 1 of 3" in err
-    assert not paths.metrics_file(cfg, run).exists()
+    assert not stages.metrics_file(cfg, run).exists()

@@ -17,7 +17,9 @@ try:
 except ImportError:  # running without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from metalr.config import DEFAULT_CONFIG
+from metalr import config as config_mod
+from metalr import provenance, stages
+from metalr.config import DEFAULT_CONFIG, Run
 from metalr.io import write_json
 from metalr.report import aggregate, figures, latex, pdf, tables
 from metalr.report.build import OUTPUTS, build_report
@@ -80,11 +82,20 @@ def metrics(run, mean, ci, sha, n_tasks=600, lam=(0.5, 1.5), test_dataset=None, 
         "lambda": {"mean_per_step": list(np.linspace(lo, hi, EVAL_STEPS)),
                    "min_per_step": [lo] * EVAL_STEPS, "max_per_step": [hi] * EVAL_STEPS},
         "model": {"path": "m.pt", "sha256": "0" * 64},
-        "config_digest": "cfg",
+        "config_digest": evaluation_digest(run, test_dataset),
     }
     if test_dataset is not None:
         data["evaluation"] = {"dataset": test_dataset, "ways": run["ways"], "shots": run["shots"], "split": "test"}
     return data
+
+
+def evaluation_digest(run: dict, test_dataset: str | None) -> str:
+    """The config digest an evaluation of ``run`` has under the test experiment's config (config/config.yaml
+    naming the run's experiment), as the evaluation stage writes it."""
+    cfg = config_mod.merge(config_mod.load([DEFAULT_CONFIG]), {"experiment": run["experiment"]})
+    trained = Run(run["dataset"], int(run["ways"]), int(run["shots"]), run["algorithm"], run["rule"], int(run["seed"]))
+    stage, job = stages.evaluation_job(trained, test_dataset or run["dataset"])
+    return stages.settings_digest(stage, cfg, job)
 
 
 def config_file(folder: Path, experiment=EXPERIMENT, extra: str = "") -> list[Path]:
@@ -92,6 +103,13 @@ def config_file(folder: Path, experiment=EXPERIMENT, extra: str = "") -> list[Pa
     path = folder / "experiment.yaml"
     path.write_text(f"experiment: {experiment}  # [ours] the unit tests' experiment\n{extra}")
     return [DEFAULT_CONFIG, path]
+
+
+def report(metrics_paths, log_dirs, out: Path, folder: Path, experiment=EXPERIMENT) -> list[Path]:
+    """build_report with the test experiment's resolved config and sources (written in ``folder``)."""
+    files = config_file(folder, experiment)
+    cfg = config_mod.load(files)
+    return build_report(cfg, provenance.sources(files, cfg), metrics_paths, log_dirs, out)
 
 
 def mlplr_lambdas():
@@ -153,7 +171,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     metrics_paths, log_dirs = make_inputs(root)
     out = root / "generated"
-    written = build_report(metrics_paths, log_dirs, out, EXPERIMENT, config_file(root))
+    written = report(metrics_paths, log_dirs, out, root)
     return root, metrics_paths, log_dirs, out, written
 
 
@@ -244,7 +262,7 @@ def test_accuracy_table_groups_columns_by_dataset_and_ways(tmp_path):
     assert "\\multicolumn{2}{c}{omni\\_glot\\&co}" in tex
     assert "\\multicolumn{1}{c}{5-way} & \\multicolumn{1}{c}{20-way}" in tex
     assert table_rows(tex)["MAML"] == ["\\textbf{50.00 $\\pm$ 1.00}", "\\textbf{40.00 $\\pm$ 1.00}"]
-    names = set(read_macros_of(build_report(paths + [p], [], tmp_path / "out", EXPERIMENT, config_file(tmp_path))))
+    names = set(read_macros_of(report(paths + [p], [], tmp_path / "out", tmp_path)))
     assert "AccOmniGlotCoTwentyWayOneShotMamlFixed" in names
     assert "AccMamlFixedOneShot" not in names  # short forms only with a single dataset and ways
 
@@ -254,7 +272,7 @@ def test_different_task_lists_in_a_column_are_rejected(tmp_path):
     p = tmp_path / "metrics" / "other.json"
     write_json(p, metrics(run_fields("maml", "mlplr", 1), 0.6, 0.01, "d" * 64))
     with pytest.raises(ValueError, match="different task lists"):
-        build_report(paths + [p], [], tmp_path / "out", EXPERIMENT, config_file(tmp_path))
+        report(paths + [p], [], tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
 
 
@@ -340,18 +358,18 @@ def test_lambda_summary_thirds_and_moving_average():
 
 def test_rebuild_is_byte_identical(built, tmp_path):
     _, metrics_paths, log_dirs, out, written = built
-    again = build_report(metrics_paths, log_dirs, tmp_path / "again", EXPERIMENT, config_file(tmp_path))
+    again = report(metrics_paths, log_dirs, tmp_path / "again", tmp_path)
     for a, b in zip(written, again):
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
 def test_no_mlplr_run_and_no_logs(tmp_path):
     paths, logs = make_inputs(tmp_path, rules=("fixed",))
-    written = build_report(paths, logs, tmp_path / "fixed", EXPERIMENT, config_file(tmp_path))
+    written = report(paths, logs, tmp_path / "fixed", tmp_path)
     assert (tmp_path / "fixed" / "lambda.pdf").stat().st_size > 0
     m = read_macros(tmp_path / "fixed" / "macros.tex")
     assert m["LambdaMlplrMin"] == "--" and m["NumPairedMlplr"] == "0" and m["MeanPairedDiffMlplr"] == "--"
-    written = build_report(paths, [], tmp_path / "nologs", EXPERIMENT, config_file(tmp_path))
+    written = report(paths, [], tmp_path / "nologs", tmp_path)
     assert all(p.stat().st_size > 0 for p in written)
     assert read_macros(tmp_path / "nologs" / "macros.tex")["TrainInnerSteps"] == "--"
 
@@ -359,10 +377,30 @@ def test_no_mlplr_run_and_no_logs(tmp_path):
 def test_other_experiment_is_rejected(tmp_path):
     paths, logs = make_inputs(tmp_path, acc={("maml", "fixed", 1): (0.5, 0.01)})
     with pytest.raises(ValueError, match="other experiment"):
-        build_report(paths, logs, tmp_path / "out", "paper", config_file(tmp_path, "paper"))
-    with pytest.raises(ValueError, match="of experiment 'default'"):
-        build_report(paths, logs, tmp_path / "out", EXPERIMENT, [DEFAULT_CONFIG])
+        report(paths, logs, tmp_path / "out", tmp_path, "paper")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change", [
+    {"rules": {"fixed": {"lr": 0.2}}},  # a value the evaluation reads
+    {"evaluate": {"inner_steps": 3}},
+])
+def test_metrics_made_with_other_config_values_are_refused(tmp_path, change):
+    paths, logs = make_inputs(tmp_path, acc={("maml", "fixed", 1): (0.5, 0.01)})
+    assert report(paths, logs, tmp_path / "ok", tmp_path)  # the negative control: made with these values
+    files = config_file(tmp_path)
+    cfg = config_mod.merge(config_mod.load(files), change)
+    with pytest.raises(ValueError, match="other config values than the current config") as refused:
+        build_report(cfg, provenance.sources(files, config_mod.load(files)), paths, logs, tmp_path / "out")
+    assert str(paths[0]) in str(refused.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_value_no_evaluation_reads_leaves_the_metrics_valid(tmp_path):
+    paths, logs = make_inputs(tmp_path, acc={("maml", "fixed", 1): (0.5, 0.01)})
+    files = config_file(tmp_path)
+    cfg = config_mod.merge(config_mod.load(files), {"evaluate": {"tasks": 11}, "rules": {"mlplr": {"lr_max": 0.9}}})
+    assert build_report(cfg, provenance.sources(files, config_mod.load(files)), paths, logs, tmp_path / "out")
 
 
 # --------------------------------------------------------------------------- PDF

@@ -13,13 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
+from metalr import config as config_mod
+from metalr import provenance
 from metalr.config import DEFAULT_CONFIG, REPO_ROOT
 from metalr.evaluate.stats import paired_difference
 from metalr.io import write_json
 from metalr.report import aggregate, choices, paired, paper, pdf
-from metalr.report.build import OUTPUTS, build_report
+from metalr.report.build import OUTPUTS
 from tests.unit.appendix_inputs import generated_with_analyses
-from tests.unit.test_report import EXPERIMENT, config_file, metrics, read_macros, run_fields, task_classes
+from tests.unit.test_report import metrics, read_macros, report, run_fields, task_classes
 
 HASH = {(d, w, s): hashlib.sha256(f"{d}/{w}/{s}".encode()).hexdigest() for d in ("cifar_fs", "mini_imagenet", "aircraft", "cub", "glyphs")
         for w in (5, 10) for s in (1, 5)}
@@ -59,7 +61,7 @@ def paper_like(tmp_path_factory):
             for test in ("aircraft", "cub"):
                 paths.append(write_eval(root, alg, rule, 5, "mini_imagenet", test=test, mean=0.40 + gain))
     out = root / "generated"
-    written = build_report(paths, [], out, EXPERIMENT, config_file(root))
+    written = report(paths, [], out, root)
     return root, paths, out, written
 
 
@@ -100,7 +102,7 @@ def test_the_cross_domain_table_says_which_test_classes_were_left_out_and_how_ma
                 ("stanford_dogs", "d" * 64, unseen_by(excluded=("n02089867", "n02105505", "n02108089"))),
                 ("cub", "c" * 64, unseen_by(excluded=(), total=20, with_wnid=0)))]
     out = tmp_path / "generated"
-    build_report(runs, [], out, EXPERIMENT, config_file(tmp_path))
+    report(runs, [], out, tmp_path)
     tex = " ".join((out / "cross_domain_table.tex").read_text().split())
     assert ("3 of the 30 test classes of stanford\\_dogs are meta-train classes of mini\\_imagenet (same WordNet id: "
             "n02089867, n02105505, n02108089) and were left out; 27 remain.") in tex
@@ -263,7 +265,7 @@ def test_ways_and_cross_domain_figures_are_drawn(paper_like, tmp_path):
     assert m["NumWaysPanels"] == "1" and m["WaysFigureSettings"] == "cifar\\_fs 1-shot at 5, 10 ways"
     # a real panel holds more than the placeholder's one line of text
     glyphs_only = [p for p in paths if "glyphs" in p.name]
-    placeholder = build_report(glyphs_only, [], tmp_path / "g", EXPERIMENT, config_file(tmp_path))
+    placeholder = report(glyphs_only, [], tmp_path / "g", tmp_path)
     sizes = {p.name: p.stat().st_size for p in placeholder}
     assert (out / "ways.pdf").stat().st_size > 1.3 * sizes["ways.pdf"]
     assert (out / "cross_domain.pdf").stat().st_size > 1.3 * sizes["cross_domain.pdf"]
@@ -273,11 +275,16 @@ def test_ways_and_cross_domain_figures_are_drawn(paper_like, tmp_path):
 
 # --------------------------------------------------------------------------- choices ledger
 
+def ledger(files, used=None):
+    cfg = config_mod.load(files)
+    return choices.ledger(cfg, provenance.sources(files, cfg), used)
+
+
 def test_every_leaf_of_config_yaml_has_a_provenance_tag():
-    ledger = choices.ledger([DEFAULT_CONFIG])
-    untagged = [c.key for c in ledger if not c.tag]
+    ledger_ = ledger([DEFAULT_CONFIG])
+    untagged = [c.key for c in ledger_ if not c.tag]
     assert not untagged, f"config/config.yaml keys without a [tag] in their comment (or a parent's): {untagged}"
-    assert len(ledger) > 50
+    assert len(ledger_) > 50
 
 
 def test_ledger_layering_inheritance_and_sources(tmp_path):
@@ -285,12 +292,11 @@ def test_ledger_layering_inheritance_and_sources(tmp_path):
     layer.write_text("experiment: x          # [quick] a test\n"
                      "model:\n  filters: 8   # [MAML] four filters\n"
                      "train:\n  iterations: 7\n")
-    by_key = {c.key: c for c in choices.ledger([DEFAULT_CONFIG, layer], used={"datasets": {"glyphs"},
-                                                                             "algorithms": {"maml"},
-                                                                             "rules": {"fixed"}})}
+    by_key = {c.key: c for c in ledger([DEFAULT_CONFIG, layer], used={"datasets": {"glyphs"}, "algorithms": {"maml"},
+                                                                      "rules": {"fixed"}})}
     assert by_key["model.filters"].value == "8" and by_key["model.filters"].tag == "MAML"
     assert by_key["model.filters"].source == "cited reference (MAML, Finn et al. 2017)"
-    assert by_key["model.filters"].set_in == "layer.yaml"
+    assert by_key["model.filters"].set_in == "layer 1" and by_key["model.name"].set_in == "defaults"
     assert by_key["experiment"].source == "our choice (quick-run budget)"
     # no tag in the later file: the earlier file's tag stays
     assert by_key["train.iterations"].value == "7" and by_key["train.iterations"].tag == "ours"
@@ -306,7 +312,22 @@ def test_comment_tags_parser(tmp_path):
     f.write_text("a:            # [paper] block\n  b: 1         # no tag here [ours]\n"
                  "  c: [x, y]    # [ours] list\n                # continuation [quick]\n"
                  "d:\n  - {e: 1}\n  - {e: 2}\nf: '#' # [iMAML 2019]\n")
-    assert choices.comment_tags(f) == {"a": "paper", "a.c": "ours", "f": "iMAML 2019"}
+    assert provenance.comment_tags(f) == {"a": "paper", "a.c": "ours", "f": "iMAML 2019"}
+
+
+def test_the_ledger_reads_sources_by_content_not_by_file_name(tmp_path):
+    """Two files with the same text under other names and places give the same sources and ledger."""
+    text = "experiment: x   # [quick] a test\nmodel:\n  filters: 8   # [MAML] four filters\n"
+    first, second = tmp_path / "a.yaml", tmp_path / "élsewhere dir" / "b c.yaml"
+    second.parent.mkdir()
+    first.write_text(text)
+    second.write_text(text)
+    cfg = config_mod.load([DEFAULT_CONFIG, first])
+    assert provenance.sources([DEFAULT_CONFIG, first], cfg) == provenance.sources([DEFAULT_CONFIG, second], cfg)
+    assert ledger([DEFAULT_CONFIG, first]) == ledger([DEFAULT_CONFIG, second])
+    with pytest.raises(ValueError, match="no entry for model.filters"):  # sources of another config are refused
+        choices.ledger(cfg, {k: v for k, v in provenance.sources([DEFAULT_CONFIG, first], cfg).items()
+                             if k != "model.filters"})
 
 
 # --------------------------------------------------------------------------- macros-only prose

@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from metalr.io import write_json
-from metalr.report.build import build_report
-from tests.unit.test_report import EXPERIMENT, TASK_HASH, config_file, metrics, read_macros, run_fields, table_rows
+from tests.unit.test_report import TASK_HASH, metrics, read_macros, report, run_fields, table_rows
 
 N_TASKS = 200
 CELL = "GlyphsFiveWayOneShotMamlMlplr"
@@ -36,7 +35,7 @@ def write_seeds(root, seeds, gain, rng_seed=0):
 
 def built(root, seeds, gain=0.03):
     out = root / "generated"
-    build_report(write_seeds(root, seeds, gain), [], out, EXPERIMENT, config_file(root))
+    report(write_seeds(root, seeds, gain), [], out, root)
     return out
 
 
@@ -99,14 +98,14 @@ def test_repeated_tasks_are_named_in_the_caption_and_the_macros(tmp_path):
         write_json(path, metrics(run, 0.5, 0.01, TASK_HASH[1], n_tasks=40, distinct=9))
         paths.append(path)
     out = tmp_path / "generated"
-    build_report(paths, [], out, EXPERIMENT, config_file(tmp_path))
+    report(paths, [], out, tmp_path)
     assert "40 tasks of which only 9 distinct" in (out / "tables.tex").read_text()
     m = read_macros(out / "macros.tex")
     assert m["NumDistinctTestTasks"] == "9" and "9 distinct of 40" in m["TaskRepeats"]
     assert "distinct_tasks" in csv(out, "cells.csv")
     assert csv(out, "summary.csv")["task_list_distinct_tasks"].tolist() == [9, 9]
     unique = tmp_path / "unique"
-    build_report(write_seeds(unique, [1], 0.0), [], unique / "g", EXPERIMENT, config_file(unique))
+    report(write_seeds(unique, [1], 0.0), [], unique / "g", unique)
     assert read_macros(unique / "g" / "macros.tex")["TaskRepeats"] == ""
 
 

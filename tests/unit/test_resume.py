@@ -13,7 +13,7 @@ import torch
 
 from metalr import cli
 from metalr import config as config_mod
-from metalr import paths
+from metalr import stages
 from metalr.config import Run
 from metalr.train import checkpoint
 from metalr.train.loop import LAMBDAS_FILE, LOG_FILE, MODEL_FILE, train
@@ -29,11 +29,11 @@ def load_cfg(folder):
 
 
 def model_dir(folder):
-    return folder / paths.model_dir(load_cfg(folder), RUN)
+    return folder / stages.model_dir(load_cfg(folder), RUN)
 
 
 def checkpoint_path(folder):
-    return folder / paths.checkpoint_file(load_cfg(folder), RUN)
+    return folder / stages.checkpoint_file(load_cfg(folder), RUN)
 
 
 def strip_optimizer_state(path) -> None:
@@ -70,7 +70,7 @@ def test_killed_run_resumes_and_ends_bitwise_identical(killed_and_whole):
     killed, whole, resumed_stderr = killed_and_whole
     at = torch.load(killed / "at_kill.pt", weights_only=True)["iteration"]
     assert 0 < at < TRAIN["iterations"]
-    assert f"resuming from {paths.checkpoint_file(load_cfg(killed), RUN)} at iteration {at}" in resumed_stderr
+    assert f"resuming from {stages.checkpoint_file(load_cfg(killed), RUN)} at iteration {at}" in resumed_stderr
     for name in (LAMBDAS_FILE, LOG_FILE, MODEL_FILE):  # λ log, metrics log, parameters and rule state
         assert (model_dir(killed) / name).read_bytes() == (model_dir(whole) / name).read_bytes(), name
     assert not checkpoint_path(killed).exists()  # removed once the final outputs are in place
@@ -131,5 +131,5 @@ def test_resume_with_another_config_is_refused(killed_and_whole, blobs_root, tmp
     assert cli.main(list(TRAIN_ARGS)) == 2
     err = capsys.readouterr().err
     assert "was made with a different config" in err and "['model.filters', 'train.outer_lr']" in err
-    assert "delete it" in err and str(paths.checkpoint_file(load_cfg(tmp_path), RUN)) in err
+    assert "delete it" in err and str(stages.checkpoint_file(load_cfg(tmp_path), RUN)) in err
     assert ckpt.exists() and not (tmp_path / "results").exists()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from metalr import cli, io, paths
+from metalr import cli, io, stages
 from metalr import config as config_mod
 from metalr.data import cifar_fs
 from metalr.train import checkpoint
@@ -45,7 +45,7 @@ def project(built, tmp_path, monkeypatch):
 
 def model_path(project):
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, project / "tiny.yaml"])
-    return project / paths.model_dir(cfg, RUN) / MODEL_FILE
+    return project / stages.model_dir(cfg, RUN) / MODEL_FILE
 
 
 def evaluate(capsys) -> tuple[int, str]:
@@ -80,13 +80,13 @@ def test_a_model_carrying_code_is_refused_and_never_run(project, capsys, hash_re
 
 def test_a_checkpoint_carrying_code_is_refused_and_never_run(project, capsys):
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, project / "tiny.yaml"])
-    ckpt = project / paths.checkpoint_file(cfg, RUN)
+    ckpt = project / stages.checkpoint_file(cfg, RUN)
     marker = project / "pwned"
-    checkpoint.write_torch(ckpt, {"config": config_mod.train_slice(cfg, RUN), "iteration": 3,
+    checkpoint.write_torch(ckpt, {"config": stages.settings("train", cfg, stages.run_job(RUN)), "iteration": 3,
                                   "payload": Payload(str(marker))})
     code = cli.main(["train", "--configfile", "tiny.yaml", "--run", RUN_ID, "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and str(paths.checkpoint_file(cfg, RUN)) in err and "refused without running it" in err
+    assert code == 2 and str(stages.checkpoint_file(cfg, RUN)) in err and "refused without running it" in err
     assert not marker.exists()
     assert ckpt.exists()  # refused, not set aside: the file is evidence
 
@@ -96,11 +96,11 @@ def test_what_training_writes_loads_with_weights_only(project):
     cfg = config_mod.load([config_mod.DEFAULT_CONFIG, project / "tiny.yaml"])
     model = checkpoint.read_torch(model_path(project), "retrain")
     assert set(model) >= {"params", "meta", "config", "environment"}
-    state = {"config": config_mod.train_slice(cfg, RUN), "iteration": 2, "lambdas": np.zeros((2, 2, 2), np.float32),
+    state = {"config": stages.settings("train", cfg, stages.run_job(RUN)), "iteration": 2, "lambdas": np.zeros((2, 2, 2), np.float32),
              "losses": np.zeros(2), "accuracies": np.zeros(2), "outer_lrs": np.zeros((2, 0)),
              "rng": np.random.default_rng(1).bit_generator.state}
     checkpoint.save(project / "c.pt", state)
-    loaded = checkpoint.load(project / "c.pt", config_mod.train_slice(cfg, RUN))
+    loaded = checkpoint.load(project / "c.pt", stages.settings("train", cfg, stages.run_job(RUN)))
     assert loaded["rng"] == state["rng"] and loaded["lambdas"].dtype == np.float32
 
 

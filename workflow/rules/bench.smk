@@ -1,9 +1,12 @@
 rule bench:
     """`metalr bench` on this machine (not part of `all`): snakemake results/bench/<name>.json"""
     input:
-        code=sources("bench"),
+        unpack(stage_inputs("bench")),
     output:
-        "results/bench/{name}.json",
+        **stage_outputs("bench"),
+    params:
+        code=CODE["bench"],
+        args=stage_args("bench"),
     threads: TIMING_THREADS
     conda:
         CONDA_ENV
@@ -14,48 +17,48 @@ rule bench:
         runtime=24 * 60,
         gpu=GPU_PER_JOB,
     shell:
-        "metalr bench --out {output} > {log} 2>&1"
+        stage_shell("bench")
 
 
 rule scaling:
     """Time and memory per meta-iteration against inner steps, shots and task batch (analysis.scaling)."""
     input:
-        code=sources("scaling"),
+        unpack(stage_inputs("scaling")),
     output:
-        f"{RESULTS}/analysis/scaling.json",
+        **stage_outputs("scaling"),
     params:
-        settings=metalr_config.digest([config["analysis"]["scaling"], config["compute"]]),
-        config_args=CONFIG_ARGS,
+        settings=stage_settings("scaling"),
+        code=CODE["scaling"],
+        args=stage_args("scaling"),
     threads: TIMING_THREADS
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/analysis/scaling.log",
+        stage_log("scaling"),
     resources:
         mem_mb=8000,
         runtime=6 * 60,
         gpu=GPU_PER_JOB,
     shell:
-        "metalr scaling {params.config_args} --out {output} > {log} 2>&1"
+        stage_shell("scaling")
 
 
 rule scaling_figure:
     """The scaling figure and its LaTeX macros (plotting only: restyling never re-measures)."""
     input:
-        json=f"{RESULTS}/analysis/scaling.json",
-        code=sources("scaling_figure"),
+        unpack(stage_inputs("scaling_figure")),
     output:
-        figure=f"{GENERATED}/scaling.pdf",
-        macros=f"{GENERATED}/scaling-macros.tex",
+        **stage_outputs("scaling_figure"),
     params:
-        config_args=CONFIG_ARGS,
+        settings=stage_settings("scaling_figure"),
+        code=CODE["scaling_figure"],
+        args=stage_args("scaling_figure"),
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/analysis/scaling-figure.log",
+        stage_log("scaling_figure"),
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "metalr scaling-figure {params.config_args} --scaling-json {input.json} "
-        "--out-dir $(dirname {output.figure}) > {log} 2>&1"
+        stage_shell("scaling_figure")

@@ -2,42 +2,34 @@ rule evaluate:
     """Score one trained run on its cell's frozen test tasks: mean, 95% CI, per-task accuracies.
     evaluate_cross_domain reuses it on another dataset's test tasks, at the training resolution (Table 3)."""
     input:
-        model=f"{MODEL_DIR}/model.pt",
-        tasks=TASKS,
-        data=lambda w: dataset_files(w.dataset),
-        code=sources("evaluate"),
+        unpack(stage_inputs("evaluate")),
     output:
-        METRICS,
+        **stage_outputs("evaluate"),
     params:
-        settings=lambda w: metalr_config.digest(metalr_config.evaluate_slice(config, run_of(w))),
-        config_args=CONFIG_ARGS,
-        test_flag="",
+        settings=stage_settings("evaluate"),
+        code=CODE["evaluate"],
+        args=stage_args("evaluate"),
     threads: config["evaluate"]["threads"]
     conda:
         CONDA_ENV
     log:
-        f"{LOGS}/evaluate/{RUN_PATTERN}.log",
+        stage_log("evaluate"),
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=GPU_PER_JOB,
     shell:
-        "metalr evaluate {params.config_args} --run {wildcards.dataset}/{wildcards.ways}w{wildcards.shots}s/"
-        "{wildcards.algorithm}/{wildcards.rule}/seed{wildcards.seed} {params.test_flag} "
-        "--model {input.model} --tasks {input.tasks} --out {output} > {log} 2>&1"
+        stage_shell("evaluate")
 
 
 use rule evaluate as evaluate_cross_domain with:
     input:
-        model=f"{MODEL_DIR}/model.pt",
-        tasks=CROSS_TASKS,
-        data=lambda w: dataset_files(w.test),
-        code=sources("evaluate"),
+        unpack(stage_inputs("evaluate_cross_domain")),
     output:
-        CROSS_METRICS,
+        **stage_outputs("evaluate_cross_domain"),
     params:
-        settings=lambda w: metalr_config.digest(metalr_config.evaluate_slice(config, run_of(w))),
-        config_args=CONFIG_ARGS,
-        test_flag=lambda w: f"--test-dataset {w.test}",
+        settings=stage_settings("evaluate_cross_domain"),
+        code=CODE["evaluate_cross_domain"],
+        args=stage_args("evaluate_cross_domain"),
     log:
-        f"{LOGS}/evaluate_cross_domain/{{test}}/{RUN_PATTERN}.log",
+        stage_log("evaluate_cross_domain"),

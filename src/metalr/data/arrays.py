@@ -20,10 +20,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from metalr import io
+from metalr.stages import MANIFEST, SPLITS, split_array_files  # noqa: F401 (file names: the layout's one home)
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
 
 
 class DatasetIntegrityError(RuntimeError):
@@ -47,11 +46,11 @@ class SplitArrays:
 
 
 def images_file(split: str) -> str:
-    return f"{split}_images.npy"
+    return split_array_files(split)[0]
 
 
 def labels_file(split: str) -> str:
-    return f"{split}_labels.npy"
+    return split_array_files(split)[1]
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -106,6 +105,14 @@ def read_manifest(data_dir: str | Path) -> dict:
             f"`metalr data --config ...` or `snakemake {path}`)."
         )
     return io.read_json(path, f"delete {Path(data_dir)} and rerun the data stage")
+
+
+def split_hashes(data_dir: str | Path, split: str) -> dict[str, str]:
+    """The sha256 the manifest records for one split's two array files: what a result drawn from that
+    split alone records of its data (a task list, a tuning trial), so that it does not change with the
+    other splits."""
+    files = read_manifest(data_dir)["files"]
+    return {name: files[name] for name in (images_file(split), labels_file(split))}
 
 
 def load_split(data_dir: str | Path, split: str, verify: bool = True) -> SplitArrays:

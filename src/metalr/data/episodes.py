@@ -114,13 +114,21 @@ def distinct_tasks(episodes: Sequence[dict]) -> int:
 
 
 def make_task_list(split: SplitArrays, *, dataset: str, split_name: str, ways: int, shots: int,
-                   queries: int, tasks: int, seed: int, source_manifest_sha256: str,
+                   queries: int, tasks: int, seed: int, source_manifest_sha256: str | None = None,
+                   split_sha256: Mapping[str, str] | None = None,
                    unseen_by: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The frozen list of evaluation tasks; its hash is stored with every result scored on it. The header
-    records ``distinct_tasks``, the number of different tasks among the ``tasks`` drawn.
+    """The frozen list of evaluation (or validation) tasks; its hash is stored with every result scored on it.
+    The header records ``distinct_tasks``, the number of different tasks among the ``tasks`` drawn, and the
+    data it indexes: exactly one of ``source_manifest_sha256`` (a test list: the dataset manifest's sha256,
+    which evaluation and the report check) and ``split_sha256`` (a validation list: the sha256 of its split's
+    array files, ``arrays.split_hashes``, so that it records nothing of the test split and tuning outputs do
+    not change with it).
 
     ``unseen_by`` (``unseen_by_record``) makes a cross-domain list: its ``excluded`` classes are never
-    drawn, and the record is kept in the list's header. Raises ValueError when too few classes remain."""
+    drawn, and the record is kept in the list's header. Raises ValueError when too few classes remain, or
+    unless exactly one of the two hashes is given."""
+    if (source_manifest_sha256 is None) == (split_sha256 is None):
+        raise ValueError("a task list records either its dataset manifest's sha256 or its split's array hashes")
     rng = np.random.default_rng(seed)
     excluded = {entry["index"] for entry in (unseen_by or {}).get("excluded", [])}
     kept = [c for c in range(split.num_classes) if c not in excluded]
@@ -132,7 +140,11 @@ def make_task_list(split: SplitArrays, *, dataset: str, split_name: str, ways: i
         episodes.append(Episode(tuple(kept[c] for c in episode.classes), episode.support, episode.query).as_dict())
     header = {"format": TASK_LIST_FORMAT, "dataset": dataset, "split": split_name, "ways": ways,
               "shots": shots, "queries": queries, "tasks": tasks, "distinct_tasks": distinct_tasks(episodes),
-              "seed": seed, "dataset_manifest_sha256": source_manifest_sha256}
+              "seed": seed}
+    if source_manifest_sha256 is not None:
+        header["dataset_manifest_sha256"] = source_manifest_sha256
+    else:
+        header["split_sha256"] = dict(split_sha256)
     if unseen_by is not None:
         header["unseen_by"] = dict(unseen_by)
     return {**header, "sha256": io.sha256_json({**header, "episodes": episodes}), "episodes": episodes}

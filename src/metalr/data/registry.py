@@ -99,10 +99,3 @@ DATASETS: dict[str, DatasetSpec] = {
         images=lambda data: 60_000,
     ),
 }
-
-
-def dataset_dir(cfg: Mapping[str, Any], dataset: str) -> Path:
-    """``<data.root>/<dataset>``; ConfigError unless ``dataset`` is a plain name below data.root."""
-    from metalr.paths import inside
-
-    return inside(Path(cfg["data"]["root"]), dataset)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from metalr import io
 from metalr.config import REPO_ROOT
-from metalr.data.arrays import SPLITS
+from metalr.stages import SPLITS
 
 SPLITS_DIR = REPO_ROOT / "config" / "splits"
 
@@ -22,11 +22,6 @@ class SplitFileError(ValueError):
 
 def split_path(dataset: str, name: str) -> Path:
     return SPLITS_DIR / dataset / f"{name}.json"
-
-
-def split_files(dataset: str) -> list[str]:
-    """Repo-relative paths of a dataset's split files (and image lists below them): inputs of its data stage."""
-    return [str(p.relative_to(REPO_ROOT)) for p in sorted((SPLITS_DIR / dataset).rglob("*.json"))]
 
 
 def available(dataset: str) -> list[str]:

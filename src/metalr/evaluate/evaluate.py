@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from metalr import config as config_mod
-from metalr import allocator, io, precision, seeding
+from metalr import allocator, io, precision, seeding, stages
 from metalr.algorithms import get_algorithm
 from metalr.algorithms.base import Task
 from metalr.config import Run
@@ -96,18 +96,30 @@ def resizer(image_shape: Sequence[int], train_shape: Sequence[int], test_dataset
 
 
 def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Path, data_dir: Path,
-             out_path: Path, progress: bool = True, device: str = "cpu", test_dataset: str | None = None) -> dict:
+             out_path: Path, progress: bool = True, device: str = "cpu", test_dataset: str | None = None,
+             tuned: Path | None = None) -> dict:
     """Score ``run``'s model on the task list; ``test_dataset`` (default: the training dataset) names the
-    dataset the tasks come from, another one for a cross-domain evaluation.
+    dataset the tasks come from, another one for a cross-domain evaluation; ``tuned``: the tuning result
+    (chosen.json) whose settings the run was trained with, when the experiment tunes (``metalr.tune``).
 
     Writes (and returns) the metrics: the mean accuracy with its Student-t 95% interval over the tasks, the
     accuracy of every task and of every class within it, the step sizes, the task list's hash and number of
-    distinct tasks, and the model's hash (and, cross-domain, the test classes left out as seen in training).
+    distinct tasks, the model's hash and the tuning result's (and, cross-domain, the test classes left out
+    as seen in training).
 
     Refuses, before scoring: a model whose sha256 differs from its training log's (io.HashMismatch) or that
     holds anything but tensors and plain containers (io.UnsafeFile), a task list drawn from another build of
-    the dataset (io.HashMismatch), a cross-domain list that keeps the training set's classes (ConfigError).
+    the dataset (io.HashMismatch), a cross-domain list that keeps the training set's classes (ConfigError),
+    a tuning result whose hash or cell differs (metalr.tune.TuningError).
     Raises NonFiniteEvaluation, writing nothing, when a step size or the query loss becomes NaN or inf."""
+    from metalr.tune import config_for_run
+
+    # The identities are the resolved config's values (what the workflow planned); a tuned run's settings
+    # come from its tuning result, which must be the one the model was trained with.
+    stage, job = stages.evaluation_job(run, test_dataset or run.dataset)
+    identity = stages.settings(stage, cfg, job)
+    expected = stages.settings("train", cfg, stages.run_job(run))
+    cfg, tuning = config_for_run(cfg, run, tuned)
     ecfg = cfg["evaluate"]
     test_dataset = test_dataset or run.dataset
     io.remove_stale_temporaries(out_path)
@@ -118,10 +130,13 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
     model = read_torch(model_path, retrain_hint(run), device)
     if not isinstance(model, dict) or not {"config", "params", "meta", "image_shape"} <= set(model):
         raise io.UnreadableFile(f"{model_path} is not a metalr model; {retrain_hint(run)}")
-    expected = config_mod.train_slice(cfg, run)
     if model["config"] != expected:
         raise config_mod.ConfigError(f"model {model_path} was trained with a different config than run "
                                      f"{run.run_id} asks for; retrain it")
+    if (model.get("tuning") or {}).get("sha256") != (tuning or {}).get("sha256"):
+        trained = (model.get("tuning") or {}).get("sha256", "no tuning result")
+        raise io.HashMismatch(f"model {model_path} was trained with tuning result {str(trained)[:16]}, not with "
+                              f"{tuned} ({(tuning or {}).get('sha256', 'none')[:16]}); rerun its train stage")
     task_list = load_task_list(tasks_path)
     if (task_list["dataset"], task_list["ways"], task_list["shots"]) != (test_dataset, run.ways, run.shots):
         raise config_mod.ConfigError(
@@ -186,8 +201,9 @@ def evaluate(cfg: Mapping[str, Any], run: Run, model_path: Path, tasks_path: Pat
             "max_per_step": [round(float(v), 6) for v in rates.max(axis=0)],
         },
         "model": {"path": str(model_path), "sha256": model_sha256},
-        "config_digest": config_mod.digest(config_mod.evaluate_slice(cfg, run)),
-        "config": config_mod.evaluate_slice(cfg, run),
+        "tuning": tuning,
+        "config_digest": stages.digest(identity),
+        "config": identity,
     }
     io.write_json(out_path, metrics)
     return metrics

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from metalr.algorithms import ALGORITHMS
+from metalr.config import base_rule, is_untuned
 from metalr.evaluate.stats import mean_ci95
 from metalr.io import read_json
 from metalr.steprules import RULES
@@ -72,14 +73,19 @@ def algorithm_label(name: str) -> str:
 
 
 def rule_label(name: str) -> str:
-    """The rule's label, declared in its module's SPEC (KeyError for an unknown name)."""
-    return RULES[name].label
+    """The rule's label, declared in its module's SPEC, marked for an untuned baseline (KeyError for an
+    unknown name)."""
+    label = RULES[base_rule(name)].label
+    return f"{label} (untuned)" if is_untuned(name) else label
 
 
 def method_label(algorithm: str, rule: str) -> str:
-    """'MAML' for the fixed rule, 'MAML + MLPLR' otherwise (plain text, not TeX-escaped)."""
+    """'MAML' for the fixed rule, 'MAML + MLPLR' otherwise, '(untuned)' marking an untuned baseline (plain
+    text, not TeX-escaped)."""
     base = algorithm_label(algorithm)
-    return base if rule == "fixed" else f"{base} + {rule_label(rule)}"
+    if base_rule(rule) == "fixed":
+        return f"{base} (untuned)" if is_untuned(rule) else base
+    return f"{base} + {rule_label(rule)}"
 
 
 def _finite(values: Iterable[float]) -> list[float]:

@@ -15,13 +15,11 @@ import numpy as np
 
 from metalr.io import read_json, write_text
 from metalr.models import BACKBONES, widths
+from metalr.stages import ANALYSIS_OUTPUTS, ANALYSIS_TEMPLATES  # noqa: F401 (named in the table of stages)
 
 from . import aggregate as agg
 from . import latex
 from .figures import RC, _new_figure, _save, _step_colours, mpl_text
-
-ANALYSIS_OUTPUTS = ("fidelity.pdf", "stepsizes.pdf", "cost.tex", "analyses_macros.tex")
-ANALYSIS_TEMPLATES = ("cost.tex.j2",)  # the rest of paper/templates is the report stage's
 
 
 def _placeholder(pdf_path: Path, message: str) -> list[Path]:

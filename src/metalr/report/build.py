@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any, Mapping
 
 from metalr import config as config_mod
-from metalr import io
+from metalr import io, stages
+from metalr import tune as tune_mod
 
 from . import aggregate as agg
 from . import choices as choices_mod
-from . import figures, latex
+from . import curves, figures, latex
 from . import paired as paired_mod
 from . import paper as paper_mod
 from . import tables as tables_mod
@@ -23,12 +25,11 @@ from . import method_stats
 from .latex import latex_escape
 from .macros import macros_model
 
-# Fixed names: Snakemake and dvc.yaml declare them; a file with nothing to show says so.
-TEXT_OUTPUTS = ("summary.csv", "cells.csv", "paired.csv", "paired_within_seed.csv", "tables.tex",
-                "cross_domain_table.tex", "paper_vs_ours.tex", "paired.tex", "choices.tex", "macros.tex")
-FIGURE_OUTPUTS = ("ways.pdf", "cross_domain.pdf", "lambda.pdf", "lambda.png", "training.pdf")
-REPORT_MANIFEST = "report.json"
-OUTPUTS = TEXT_OUTPUTS + FIGURE_OUTPUTS + (REPORT_MANIFEST,)
+# Fixed names, from the table of stages (Snakemake and dvc.yaml declare them); a file with nothing to show says so.
+TEXT_OUTPUTS = stages.REPORT_TEXT_OUTPUTS + stages.REPORT_DVC_OUTPUTS
+FIGURE_OUTPUTS = stages.REPORT_FIGURE_OUTPUTS
+REPORT_MANIFEST = stages.REPORT_MANIFEST
+OUTPUTS = stages.REPORT_OUTPUTS
 
 
 class IncompleteReport(RuntimeError):
@@ -119,26 +120,39 @@ def _within_rows(within) -> list[dict]:
             for r in within.to_dict("records")]
 
 
-def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir: Path, experiment: str,
-                 config_files: list[Path] | None = None, templates_dir: Path | None = None) -> list[Path]:
+def check_config_digests(runs, cfg: Mapping[str, Any]) -> None:
+    """Refuse evaluations made with other values than ``cfg``'s: each metrics file's config digest must be
+    the one its evaluation job has under ``cfg`` (metalr.stages)."""
+    stale = []
+    for r in runs.itertuples():
+        run = config_mod.Run(r.dataset, int(r.ways), int(r.shots), r.algorithm, r.rule, int(r.seed))
+        stage, job = stages.evaluation_job(run, r.test_dataset)
+        expected = stages.settings_digest(stage, cfg, job)
+        if r.config_digest != expected:
+            stale.append(f"{r.metrics_path} (config digest {r.config_digest or 'none'}, the config's {expected})")
+    if stale:
+        raise ValueError("metrics made with other config values than the current config's; rerun their "
+                         "evaluations (snakemake or dvc repro does):\n  " + "\n  ".join(stale))
+
+
+def build_report(cfg: Mapping[str, Any], sources: Mapping[str, Any], metrics_paths: list[Path],
+                 train_log_dirs: list[Path], out_dir: Path, templates_dir: Path | None = None) -> list[Path]:
     """Write OUTPUTS into ``out_dir`` (as one unit: see the module docstring) and return their paths.
 
-    ``metrics_paths`` holds in-domain and cross-domain evaluations alike; ``config_files`` are the
-    layered config files of the experiment (default: config/config.yaml alone), read for
-    report.tables, report.paper_results, report.bootstrap and the choices ledger. Raises ValueError when there are no
-    metrics, when an input or the config belongs to another experiment, when evaluations on one test
-    set used different task lists, or when an evaluation is given twice.
+    ``cfg`` is the experiment's resolved config (report.tables, report.paper_results, report.bootstrap,
+    every value for the choices ledger) and ``sources`` the source of each of its values
+    (metalr.provenance); ``metrics_paths`` holds in-domain and cross-domain evaluations alike. Raises
+    ValueError when there are no metrics, when an input belongs to another experiment or was made with
+    other config values (its config digest), when evaluations on one test set used different task lists,
+    or when an evaluation is given twice.
     """
     if not metrics_paths:
         raise ValueError("build_report: no metrics files given")
-    config_files = [Path(f) for f in (config_files or [config_mod.DEFAULT_CONFIG])]
-    cfg = config_mod.load(config_files)
-    if cfg["experiment"] != experiment:
-        raise ValueError(f"config files {[str(f) for f in config_files]} are of experiment {cfg['experiment']!r}, "
-                         f"not {experiment!r}")
+    experiment = cfg["experiment"]
     out_dir = Path(out_dir)
     runs = agg.collect([Path(p) for p in metrics_paths])
     _check_experiment(runs.to_dict("records"), experiment, "metrics")
+    check_config_digests(runs, cfg)
     logs = figures.load_train_logs([Path(d) for d in train_log_dirs])
     _check_experiment([t.run for t in logs], experiment, "training logs")
     train_meta = [{"inner_steps": t.inner_steps, "task_batch": t.task_batch} for t in logs]
@@ -152,7 +166,7 @@ def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir:
     comparison = paper_mod.compare(cells, paper_mod.load_paper_results(paper_results_path(cfg)))
     used = {"datasets": set(runs["dataset"]) | set(runs["test_dataset"]) | set(cfg["grid"]["datasets"]),
             "algorithms": set(runs["algorithm"]), "rules": set(runs["rule"])}
-    choices = choices_mod.ledger(config_files, used)
+    choices = choices_mod.ledger(cfg, sources, used, tune_mod.tuned_keys(cfg))
     in_domain = tables_mod.in_domain_tables(runs, cfg["report"]["tables"])
     cross = tables_mod.cross_domain(runs)
     cross_tables = [(dict(tables_mod.CROSS), cross)] if not cross.empty else []
@@ -177,7 +191,13 @@ def build_report(metrics_paths: list[Path], train_log_dirs: list[Path], out_dir:
         "choices.tex": render("choices.tex.j2", choices=choices),
         "macros.tex": render("macros.tex.j2", macros=macros_model(runs, experiment, train_meta, labels, paired,
                                                                   within, comparison, choices,
-                                                                  bootstrap["resamples"])),
+                                                                  bootstrap["resamples"]) + [
+            {"name": "TuningSection", "value": r"\input{sections/tuning}" if "tune" in cfg else "",
+             "comment": "the tuning section, for an experiment that tunes on meta-validation (metalr.tune)"}]),
+        "metrics.json": curves.metrics_summary(runs),
+        "training_loss.csv": curves.training_curve(logs, "query_loss", stages.training_curve_columns(cfg)),
+        "training_accuracy.csv": curves.training_curve(logs, "query_accuracy", stages.training_curve_columns(cfg)),
+        "stepsizes.csv": curves.stepsizes(runs, stages.stepsize_columns(cfg)),
     }
     io.remove_stale_folders(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"

@@ -1,23 +1,20 @@
 """Choices ledger: every config value an experiment used, with where it comes from.
 
-The provenance of a key is the tag that opens its comment in the config files, e.g.
-``lr: 0.4  # [MAML] inner rate ...``. Files are layered in order (config/config.yaml first); a later
-file's tag on a key overrides an earlier one, and a key without a tag of its own takes its nearest
-tagged parent's (``download:  # [ours] retries ...`` covers ``download.attempts``). Tags map to one of
-three sources: the paper, a cited reference, or our choice.
+The source of a value is its tag in the config files' comments (``lr: 0.4  # [MAML] ...``), recorded by
+the config stage beside the resolved config (metalr.provenance), with the layer that set it. Tags map to
+one of three sources: the paper, a cited reference, or our choice.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
-from metalr import config as config_mod
+from metalr.provenance import leaves
 
 PAPER = "paper"
+TUNED = "tuned on meta-val"
 OURS = "our choice"
 OUR_TAGS = {"ours": "", "quick": "quick-run budget", "cpu": "CPU budget"}
 CITED = {"MAML": "Finn et al. 2017"}  # tags that are short names of a reference
@@ -25,26 +22,12 @@ CITED = {"MAML": "Finn et al. 2017"}  # tags that are short names of a reference
 ENTITY_SECTIONS = {"data": "datasets", "algorithms": "algorithms", "rules": "rules"}
 
 
-def _registries() -> dict[str, Mapping]:
+def _registries() -> dict[str, set[str]]:
     from metalr.algorithms import ALGORITHMS
     from metalr.data.registry import DATASETS
     from metalr.steprules import RULES
 
-    return {"datasets": DATASETS, "algorithms": ALGORITHMS, "rules": RULES}
-
-
-def plugin_tag(registries: Mapping[str, Mapping], parts: list[str]) -> tuple[str, str] | None:
-    """(tag, declaring module) of a plug-in setting ``<section>.<name>.<setting>`` from its SPEC's source."""
-    kind = ENTITY_SECTIONS.get(parts[0])
-    if kind not in ("algorithms", "rules") or len(parts) != 3 or parts[1] not in registries[kind]:
-        return None
-    plugin = registries[kind][parts[1]]
-    tag = _SPEC_TAG.match(plugin.settings[parts[2]].source)
-    return (tag["tag"].strip() if tag else ""), plugin.module
-
-_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?P<rest>.*)$")
-_TAG = re.compile(r"^#\s*\[(?P<tag>[^\]]+)\]")
-_SPEC_TAG = re.compile(r"^\[(?P<tag>[^\]]+)\]")
+    return {"datasets": set(DATASETS), "algorithms": set(ALGORITHMS), "rules": set(RULES)}
 
 
 @dataclass(frozen=True)
@@ -53,27 +36,7 @@ class Choice:
     value: str
     tag: str  # '' when neither the key nor a parent is tagged
     source: str
-    set_in: str  # the last config file that sets the value
-
-
-def comment_tags(path: Path) -> dict[str, str]:
-    """Dotted key path -> the tag opening its inline comment, for every tagged key of one YAML file."""
-    tags: dict[str, str] = {}
-    stack: list[tuple[int, str]] = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        m = _KEY_LINE.match(line)
-        if not m:  # blank, comment-only, or a list item of the previous key's value
-            continue
-        indent = len(m["indent"])
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        stack.append((indent, m["key"]))
-        rest = m["rest"]
-        hash_at = re.search(r"(^|\s)#", rest)
-        tag = _TAG.match(rest[hash_at.start():].lstrip()) if hash_at else None
-        if tag:
-            tags[".".join(k for _, k in stack)] = tag["tag"].strip()
-    return tags
+    set_in: str  # the layer that sets the value: 'defaults', the plug-in module declaring it, or 'layer k'
 
 
 def source_of(tag: str) -> str:
@@ -87,61 +50,52 @@ def source_of(tag: str) -> str:
     return f"cited reference ({tag}, {CITED[tag]})" if tag in CITED else f"cited reference ({tag})"
 
 
-def leaves(cfg: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """(dotted key, value) of every non-mapping value; lists are leaves."""
-    for key, value in cfg.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from leaves(value, path + ".")
-        else:
-            yield path, value
-
-
 def format_value(value: Any) -> str:
     """YAML flow style, as one would write it in the config."""
     return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
 
 
-def ledger(config_files: list[Path], used: Mapping[str, set[str]] | None = None) -> list[Choice]:
-    """One Choice per leaf of the merged config, in file order. ``used`` maps 'datasets' / 'algorithms' /
-    'rules' to the names the experiment ran; the settings of other datasets, algorithms and rules
-    (data.<dataset>, algorithms.<name>, rules.<name>) are left out (all are kept when ``used`` is None)."""
-    files = [Path(f) for f in config_files]
-    cfg = config_mod.load(files)
-    per_file = [(f, config_mod.read_yaml(f), comment_tags(f)) for f in files]
-    known = _registries()
+def set_in(source: Mapping[str, Any]) -> str:
+    """Which layer set a value: the defaults (config/config.yaml, or the plug-in module that declares it)
+    or the k-th config file over them."""
+    if source["layer"]:
+        return f"layer {source['layer']}"
+    return source.get("declared_in", "defaults")
+
+
+def ledger(cfg: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
+           used: Mapping[str, set[str]] | None = None, tuned: Mapping[str, str] | None = None) -> list[Choice]:
+    """One Choice per leaf of the resolved config ``cfg``, by key (the order of the resolved config file, whatever
+    order the config files were merged in), with its source from ``sources``
+    (metalr.provenance.sources). ``used`` maps 'datasets' / 'algorithms' / 'rules' to the names the
+    experiment ran; the settings of other datasets, algorithms and rules (data.<dataset>,
+    algorithms.<name>, rules.<name>) are left out (all are kept when ``used`` is None). Raises ValueError
+    when ``sources`` lacks a key of ``cfg`` (they were not written together). A key in ``tuned``
+    (metalr.tune.tuned_keys: its range and budget in words) is marked as tuned on meta-validation: its
+    value is then the untuned baseline's, and its tag's source is given beside."""
+    known = _registries() if used is not None else {}
     out = []
-    for key, value in leaves(cfg):
+    for key, value in sorted(leaves(cfg), key=lambda leaf: leaf[0]):
         parts = key.split(".")
         kind = ENTITY_SECTIONS.get(parts[0])
         if used is not None and kind and len(parts) > 2 and parts[1] in known[kind] \
                 and parts[1] not in used.get(kind, set()):
             continue
-        tag = ""
-        for depth in range(len(parts), 0, -1):  # the key itself, then its parents
-            prefix = ".".join(parts[:depth])
-            found = [tags[prefix] for _, _, tags in per_file if prefix in tags]
-            if found:
-                tag = found[-1]
-                break
-        setters = [_display_path(f) for f, data, _ in per_file if config_mod.has_key(data, parts)]
-        declared = plugin_tag(known, parts)
-        if declared and not setters:  # a plug-in default: its source is declared in the module's SPEC
-            tag, setters = declared[0], [declared[1]]
-        out.append(Choice(key, format_value(value), tag, source_of(tag), setters[-1]))
+        if key not in sources:
+            raise ValueError(f"the config sources have no entry for {key}: they belong to another config; "
+                             "rewrite both with `metalr config`")
+        tag = sources[key]["tag"]
+        source = source_of(tag)
+        if key in (tuned or {}):
+            source = f"{TUNED}: {tuned[key]} (the value is the untuned baseline's: {source})"
+        out.append(Choice(key, format_value(value), tag, source, set_in(sources[key])))
     return out
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(config_mod.project_root()).as_posix()
-    except ValueError:
-        return path.name
 
 
 def counts(choices: list[Choice]) -> dict[str, int]:
     return {"all": len(choices),
             "paper": sum(c.source == PAPER for c in choices),
+            "tuned": sum(c.source.startswith(TUNED) for c in choices),
             "cited": sum(c.source.startswith("cited") for c in choices),
             "ours": sum(c.source.startswith(OURS) for c in choices),
             "untagged": sum(not c.tag for c in choices)}

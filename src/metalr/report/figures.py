@@ -59,6 +59,8 @@ class TrainLog:
     task_batch: int
     lambdas: np.ndarray | None = field(default=None, repr=False)  # [iterations, task_batch, inner_steps]
     path: str = ""
+    validation: dict | None = None  # {"iterations", "accuracy"}: scores on the validation tasks (train.validate_every)
+    selected_iteration: int | None = None  # the iterate kept (train.select): the last, or the best on validation
 
     @property
     def label(self) -> str:
@@ -95,6 +97,8 @@ def load_train_log(run_dir: Path) -> TrainLog:
             task_batch=int(data["task_batch"]),
             lambdas=lambdas,
             path=run_dir.as_posix(),
+            validation=data.get("validation"),
+            selected_iteration=data.get("selection", {}).get("iteration"),
         )
     except KeyError as exc:
         raise ValueError(f"{run_dir / 'train_log.json'}: missing {exc}") from exc
@@ -224,7 +228,9 @@ def lambda_figure(logs: list[TrainLog], pdf_path: Path, png_path: Path | None = 
 
 
 def training_figure(logs: list[TrainLog], pdf_path: Path) -> list[Path]:
-    """Query accuracy vs training iteration, one panel per setting, one line per method (and seed)."""
+    """Query accuracy vs training iteration, one panel per setting, one line per method (and seed); where
+    training validated (train.validate_every), the validation accuracy as dots joined by a thin line, and
+    the iterate kept (train.select) ringed."""
     with matplotlib.rc_context(RC):
         if not logs:
             return _placeholder("No training logs in this report.", pdf_path)
@@ -248,6 +254,16 @@ def training_figure(logs: list[TrainLog], pdf_path: Path) -> list[Path]:
                         color=colour[m[0]], linestyle="--" if m[1] == "fixed" else "-",
                         label=None if m in labelled else mpl_text(agg.method_label(*m)))
                 labelled.add(m)
+                if t.validation and t.validation.get("iterations"):
+                    val_it, val_acc = t.validation["iterations"], 100.0 * np.asarray(t.validation["accuracy"])
+                    ax.plot(val_it, val_acc, color=colour[m[0]], linestyle=":", linewidth=0.8, marker=".",
+                            markersize=3, label=None if "validation" in labelled else "validation (dotted)")
+                    labelled.add("validation")
+                    if t.selected_iteration in val_it:
+                        ax.plot([t.selected_iteration], [val_acc[val_it.index(t.selected_iteration)]], marker="o",
+                                markersize=6, markerfacecolor="none", color=colour[m[0]], linestyle="none",
+                                label=None if "kept" in labelled else "iterate kept (ringed)")
+                        labelled.add("kept")
             d, w, s = setting
             ax.set_title(mpl_text(f"{d}, {w}-way {s}-shot"), loc="left")
             ax.set_xlabel("training iteration")

@@ -196,6 +196,7 @@ def macros_model(runs: pd.DataFrame, experiment: str, train: list[dict], table_l
     add("NumChoicesCited", str(c["cited"]), "of which from a cited reference")
     add("NumChoicesOurs", str(c["ours"]), "of which our choice")
     add("NumChoicesUntagged", str(c["untagged"]), "of which without a provenance tag")
+    add("NumChoicesTuned", str(c["tuned"]), "of which tuned on meta-validation (their value: the untuned baseline's)")
 
     # per cell and per column
     single = len({(d, w) for d, t, w, _ in cols if d == t}) == 1

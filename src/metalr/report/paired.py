@@ -19,12 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from metalr.config import UNTUNED_SUFFIX, base_rule, is_untuned
 from metalr.evaluate.stats import paired_difference
 
 from . import aggregate as agg
 from . import method_stats
 
-CONTROL = "fixed"
+CONTROL = "fixed"  # the control of tuned rules; untuned baselines are paired with its untuned baseline
 PAIR_KEY = ("dataset", "test_dataset", "ways", "shots", "algorithm")
 COLUMNS = PAIR_KEY + ("rule", "control", "n_seeds", "seeds", "n_tasks", "distinct_tasks", "n_classes",
                       "mean", "seed_sd", "seed_ci95", "seed_low", "seed_high", "boot_low", "boot_high",
@@ -63,15 +64,20 @@ def _class_matrix(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return classes, np.stack([scores for _, scores in scored])
 
 
+def control_of(rule: str) -> str:
+    """The fixed rule a rule is compared with: tuned with tuned, an untuned baseline with the untuned fixed rule."""
+    return CONTROL + UNTUNED_SUFFIX if is_untuned(rule) else CONTROL
+
+
 def _pairs(runs: pd.DataFrame):
     """(key, [(rule row, fixed row)] by seed) per PAIR_KEY + rule with at least one fixed-rule partner."""
-    controls = {tuple(r[k] for k in PAIR_KEY) + (int(r["seed"]),): r
-                for r in runs[runs["rule"] == CONTROL].to_dict("records")}
-    treated = runs[runs["rule"] != CONTROL]
+    controls = {tuple(r[k] for k in PAIR_KEY) + (r["rule"], int(r["seed"])): r
+                for r in runs[runs["rule"].map(base_rule) == CONTROL].to_dict("records")}
+    treated = runs[runs["rule"].map(base_rule) != CONTROL]
     for key, group in treated.groupby(list(PAIR_KEY) + ["rule"], sort=False):
         pairs = []
         for row in sorted(group.to_dict("records"), key=lambda r: int(r["seed"])):
-            control = controls.get(key[:-1] + (int(row["seed"]),))
+            control = controls.get(key[:-1] + (control_of(key[-1]), int(row["seed"])))
             if control is None:
                 continue
             if row["task_list_sha256"] != control["task_list_sha256"]:
@@ -119,7 +125,7 @@ def paired(runs: pd.DataFrame, resamples: int, seed: int) -> pd.DataFrame:
             compared = method_stats.compare(treatment, control, resamples, seed)
         first = pairs[0][0]
         out.append(dict(
-            zip(PAIR_KEY + ("rule",), key), control=CONTROL, n_seeds=len(pairs),
+            zip(PAIR_KEY + ("rule",), key), control=control_of(key[-1]), n_seeds=len(pairs),
             seeds=" ".join(str(int(row["seed"])) for row, _ in pairs), n_tasks=int(first["accuracy_n_tasks"]),
             distinct_tasks=int(first["task_list_distinct_tasks"]), n_classes=n_classes, mean=spread["mean"],
             seed_sd=spread["sd"], seed_ci95=spread["ci95"], seed_low=spread["low"], seed_high=spread["high"],

@@ -12,6 +12,7 @@ from typing import Any
 import matplotlib
 
 from metalr.io import read_json, write_text
+from metalr.stages import SCALING_OUTPUTS
 from metalr.report.figures import RC, _new_figure, _save
 from metalr.report.latex import latex_escape, macro_name
 
@@ -56,9 +57,6 @@ def scaling_macros(report: dict[str, Any]) -> str:
             value = f"{summary[algorithm][quantity + '_ratio']:.1f}" if algorithm in summary else "n/a"
             lines.append(f"\\newcommand{{\\{name}}}{{{value}}}")
     return "\n".join(lines) + "\n"
-
-
-SCALING_OUTPUTS = ("scaling.pdf", "scaling-macros.tex")
 
 
 def write(scaling_json: Path, out_dir: Path) -> list[Path]:

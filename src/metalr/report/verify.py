@@ -78,6 +78,15 @@ def check_evaluation(path: Path, data_root: Path) -> None:
     check_manifest(data_root, metrics["run"]["dataset"], log.get("dataset_manifest_sha256"), log_path,
                    f"{_stage('train', run_id)}, then evaluate it again")
 
+    tuning = metrics.get("tuning")
+    if tuning:  # a tuned run: the chosen.json it trained and was evaluated with is still the one on disk
+        chosen = io.read_json(tuning["path"], "rerun its tune stage (metalr tune)")
+        body = {k: v for k, v in chosen.items() if k != "sha256"} if isinstance(chosen, dict) else None
+        if body is None or io.sha256_json(body) != tuning["sha256"]:
+            raise io.HashMismatch(f"tuning result {tuning['path']} is not the one the evaluation {path} recorded "
+                                  f"(sha256 {str(tuning['sha256'])[:16]}...): it was tuned again after the run; "
+                                  f"{_stage('train', run_id)}, then evaluate it again")
+
     tasks_path = Path(metrics["task_list"]["path"])
     _sha(tasks_path, f"the task list of the evaluation {path}", "rerun the tasks stage (metalr tasks), then evaluate")
     task_list = load_task_list(tasks_path)

@@ -23,8 +23,11 @@ RULES = Registry("step-size rule", {
 
 
 def make_rule(name: str, rules_config: Mapping[str, Any]):
-    """The rule ``name`` with its settings: ``rules_config[name]`` over the SPEC's defaults.
+    """The rule ``name`` (or its untuned baseline ``<name>-untuned``) with its settings: ``rules_config[name]``
+    over the SPEC's defaults.
 
     Raises KeyError for an unknown rule (naming the valid ones)."""
-    plugin = RULES[name]
-    return plugin.load()({**plugin.defaults(), **rules_config.get(name, {})})
+    from metalr.config import base_rule
+
+    plugin = RULES[base_rule(name)]
+    return plugin.load()({**plugin.defaults(), **rules_config.get(base_rule(name), {})})

@@ -53,6 +53,7 @@ SPEC = {
                        "tune": {"choices": ["kl_label_pred", "kl_div_mean"],
                                 "source": "[ours] both finite readings of Eq. 4"}},
     },
+    "constraints": [["lr_min", "<=", "lr_max"]],
 }
 
 
